@@ -1,0 +1,60 @@
+# diffcl_lite developer and classroom entry points (GNU make).
+# `make` alone lists the targets.
+
+PYTHON ?= python3
+VENV ?= .venv
+# torch goes in first, pinned to the CPU build; pyproject.toml only asks for
+# torch>=2.2, which that build satisfies, so pip pulls no CUDA build afterwards.
+TORCH_SPEC ?= torch==2.13.0
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+# Extra prerequisites of `make test` (e.g. a student-copy check); targets
+# named here run before pytest. See the `test` target.
+TEST_PREREQS ?=
+
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# JupyterLab refuses to start as root without --allow-root (containers, CI).
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
+# Exits non-zero with a clear message when the given interpreter is older than 3.10.
+define check_python
+	@$(1) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else "diffcl_lite needs Python >= 3.10, but $(1) is %d.%d. Install Python 3.10+ and run: make PYTHON=/path/to/python3.11 install (remove $(VENV) first if it was made with the old Python)." % v[:2])' \
+	  || { echo "error: cannot run '$(1)'; set PYTHON=/path/to/python3.10+ (e.g. make PYTHON=python3.11 install)" >&2; exit 1; }
+endef
+
+.DEFAULT_GOAL := help
+.PHONY: help install venv lab test clean
+
+help: ## List the targets
+	@echo "diffcl_lite make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) TORCH_SPEC=$(TORCH_SPEC) LAB_ARGS=... PYTEST_ARGS=..."
+
+install: $(STAMP) ## Create the venv (VENV), install torch (CPU) + diffcl_lite[notebooks,test], register the Jupyter kernel
+
+venv: $(STAMP) ## Same as install
+
+$(STAMP): pyproject.toml
+	$(call check_python,$(PYTHON))
+	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(call check_python,$(VENV_PY))
+	$(VENV_PY) -m pip install --upgrade pip
+	$(VENV_PY) -m pip install "$(TORCH_SPEC)"
+	$(VENV_PY) -m pip install -e ".[notebooks,test]"
+	$(VENV_PY) -m ipykernel install --sys-prefix --name diffcl-lite --display-name "Python (diffcl-lite)"
+	touch $@
+
+lab: $(STAMP) ## Start JupyterLab on notebooks/ (extra flags: LAB_ARGS="--no-browser --port 9999")
+	@mkdir -p notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ROOT_FLAG) $(LAB_ARGS)
+
+# One pytest run covers everything: unit tests, notebooks and classroom checks
+# are collected by pytest from tests/. To run a check before pytest, add its
+# target to TEST_PREREQS (e.g. `TEST_PREREQS ?= student-verify`).
+test: $(STAMP) $(TEST_PREREQS) ## Run the test suite (extra flags: PYTEST_ARGS="-m 'not slow' -x")
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+clean: ## Remove the venv (VENV), caches, build files and site/
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
