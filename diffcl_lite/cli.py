@@ -1,0 +1,204 @@
+"""Command line: ``python -m diffcl_lite {train,ablate,data,classroom}``.
+
+``train`` prints a results table (model, R@10, R@20, N@10, N@20, P@20, best epoch, time) and
+with ``--json PATH`` writes the run as JSON. Every field of :class:`~diffcl_lite.model.DiffCLConfig`
+(loss weights, ablation switches, diffusion settings) has a flag of the same name, e.g.
+``--lambda-cl 0.1``, ``--no-use-cl``, ``--view-kind random``; the short ablation aliases
+``--no-cl``, ``--no-align``, ``--no-item-graph`` and ``--random-views`` exist too.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import DiffCLError
+from .model import MODELS, DiffCLConfig
+from .training import TrainConfig
+
+log = logging.getLogger("diffcl_lite")
+
+ALIASES = {"no_cl": ("use_cl", False), "no_align": ("use_align", False),
+           "no_item_graph": ("use_item_graph", False), "random_views": ("view_kind", "random")}
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    try:
+        return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(",") if part.strip())}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected name=weight pairs like 'image=0.1,text=0.9', got {text!r}") from exc
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (DiffCLConfig fields; defaults in brackets)")
+    hints = typing.get_type_hints(DiffCLConfig)
+    for f in dataclasses.fields(DiffCLConfig):
+        flag = "--" + f.name.replace("_", "-")
+        typ = hints[f.name]
+        default = f.default
+        help_text = f"[{default}]"
+        if typ is bool:
+            group.add_argument(flag, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "item_graph_weights":
+            group.add_argument(flag, dest=f"cfg_{f.name}", type=_parse_weights, default=None,
+                               help="modality weights of the fused item-item graph, e.g. image=0.1,text=0.9 [auto]")
+        else:
+            base = typing.get_args(typ)[0] if typing.get_origin(typ) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else typ
+            group.add_argument(flag, dest=f"cfg_{f.name}", type=base, default=None, help=help_text)
+    abl = parser.add_argument_group("ablation shortcuts")
+    abl.add_argument("--no-cl", action="store_true", help="no contrastive loss (same as --no-use-cl)")
+    abl.add_argument("--no-align", action="store_true", help="no alignment loss (same as --no-use-align)")
+    abl.add_argument("--no-item-graph", action="store_true", help="no item-item graph (same as --no-use-item-graph)")
+    abl.add_argument("--random-views", action="store_true", help="SimGCL random-noise views instead of diffusion views")
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="synthetic",
+                        help="synthetic (default), synthetic-baby, synthetic-tiktok, tiktok, baby, mmrec:FOLDER, diffmm:FOLDER")
+    parser.add_argument("--data-root", default=None, help="dataset cache folder [$DIFFCL_DATA or ~/.cache/diffcl_lite]")
+    parser.add_argument("--no-download", action="store_true", help="never download; fail if the dataset is not cached")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs [100, synthetic: 40]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--eval-batch-size", type=int, default=1024)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--patience", type=int, default=20, help="evaluations without valid R@20 improvement")
+    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (quick checks)")
+    parser.add_argument("--checkpoint-dir", default=None, help="write checkpoint.pt here after every epoch")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/checkpoint.pt")
+    parser.add_argument("--json", dest="json_path", default=None, help="write the results as JSON to this path")
+    parser.add_argument("--cache-dir", default=None, help="cache folder for item-item graphs [none]")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    _add_config_flags(parser)
+
+
+def model_config_from_args(args: argparse.Namespace) -> DiffCLConfig:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(DiffCLConfig):
+        v = getattr(args, f"cfg_{f.name}", None)
+        if v is not None:
+            values[f.name] = v
+    for alias, (name, value) in ALIASES.items():
+        if getattr(args, alias, False):
+            values[name] = value
+    return DiffCLConfig(**values)
+
+
+def train_config_from_args(args: argparse.Namespace, default_epochs: int = 100) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs or default_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        eval_every=args.eval_every, patience=args.patience, eval_batch_size=args.eval_batch_size, seed=args.seed,
+        max_batches=args.max_batches, checkpoint_dir=args.checkpoint_dir, resume=args.resume, progress=not args.quiet,
+    )
+
+
+def _load_dataset(args: argparse.Namespace):
+    from . import datasets
+
+    return datasets.load(args.dataset, root=args.data_root, download=not args.no_download)
+
+
+def _default_epochs(spec: str) -> int:
+    return 40 if spec == "synthetic" else 100
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .experiments import results_table
+    from .training import run_experiment
+
+    data = _load_dataset(args)
+    mcfg = model_config_from_args(args)
+    tcfg = train_config_from_args(args, _default_epochs(args.dataset))
+    print(f"{data!r}\nmodel={args.model} device={args.device} epochs<={tcfg.epochs} seed={tcfg.seed}", file=sys.stderr)
+    _, result = run_experiment(data, args.model, mcfg, tcfg, device=args.device, cache_dir=args.cache_dir)
+    print(results_table([(args.model, result)], fmt="text"))
+    if args.json_path:
+        from .utils import atomic_write_bytes
+
+        payload = result.to_json()
+        payload["dataset"] = args.dataset
+        payload["config"] = {"model": mcfg.to_dict(), "train": dataclasses.asdict(tcfg)}
+        atomic_write_bytes(args.json_path, json.dumps(payload, indent=2).encode())
+        print(f"wrote {args.json_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .experiments import results_table, run_ablation
+
+    data = _load_dataset(args)
+    rows = run_ablation(data, model_config_from_args(args), train_config_from_args(args, _default_epochs(args.dataset)),
+                        device=args.device, out_dir=args.out, include_baselines=not args.no_baselines,
+                        cache_dir=args.cache_dir)
+    print(results_table(rows, fmt="text"))
+    print(f"wrote {Path(args.out) / ('ablation_' + data.name)}.md/.json", file=sys.stderr)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import datasets
+
+    if args.action == "list":
+        for name in datasets.list_datasets():
+            print(name)
+        return 0
+    if not args.name:
+        raise DiffCLError(f"`data {args.action}` needs a dataset name, e.g. `python -m diffcl_lite data {args.action} tiktok`.")
+    if args.action == "card":
+        print(datasets.data_card(args.name))
+        return 0
+    data = datasets.load(args.name, root=args.data_root, download=args.action == "download")
+    print(json.dumps(data.summary(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffcl_lite", description="DiffCL, explained and runnable.")
+    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING [WARNING]")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train one model and print its results table")
+    p_train.add_argument("--model", default="diffcl", choices=list(MODELS))
+    _add_train_flags(p_train)
+    p_train.set_defaults(func=cmd_train)
+    p_abl = sub.add_parser("ablate", help="DiffCL, its ablations, LightGCN and MF with one protocol")
+    _add_train_flags(p_abl)
+    p_abl.add_argument("--out", default="figures", help="folder for ablation_<dataset>.md/.json [figures]")
+    p_abl.add_argument("--no-baselines", action="store_true", help="skip LightGCN and MF")
+    p_abl.set_defaults(func=cmd_ablate)
+    p_data = sub.add_parser("data", help="list datasets, show a data card, download or summarise one")
+    p_data.add_argument("action", choices=["list", "card", "download", "summary"])
+    p_data.add_argument("name", nargs="?")
+    p_data.add_argument("--data-root", default=None)
+    p_data.set_defaults(func=cmd_data)
+    try:
+        from . import classroom  # noqa: F401
+    except ImportError:
+        classroom = None
+    if classroom is not None and hasattr(classroom, "add_cli"):
+        classroom.add_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "quiet", False):
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except DiffCLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

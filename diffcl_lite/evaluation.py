@@ -1,0 +1,123 @@
+"""Full-ranking evaluation: Recall, NDCG and Precision at K (MMRec protocol).
+
+Introduced in notebook 08 (full training). Protocol:
+
+- every user with at least one held-out item in the split is ranked against ALL items;
+- the user's train items are masked (and valid items too when testing);
+- Recall@K = |hits in top K| / |held-out|;  Precision@K = |hits in top K| / K;
+- NDCG@K = DCG@K / IDCG@K with binary relevance, DCG@K = Σ_{r=1..K} rel_r / log2(r + 1),
+  IDCG truncated to min(|held-out|, K);
+- metrics are averaged over those users. Users are processed in batches so memory stays
+  bounded by ``batch_size x n_items`` scores.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .data import RecDataset
+from .errors import DiffCLError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KS = (10, 20)
+
+
+def metric_names(ks: Iterable[int] = DEFAULT_KS) -> list[str]:
+    return [f"{m}@{k}" for m in ("recall", "ndcg", "precision") for k in ks]
+
+
+def ranking_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, torch.Tensor]:
+    """Per-user metrics from a hit matrix.
+
+    ``hits[u, r] = 1`` when the item ranked at position ``r`` (0-based) for user ``u`` is relevant;
+    ``n_relevant[u]`` is the user's number of held-out items (> 0). Returns per-user tensors.
+    """
+    if hits.dim() != 2 or len(hits) != len(n_relevant):
+        raise DiffCLError(f"ranking_metrics: hits must be (U, K) and n_relevant (U,); got {tuple(hits.shape)}, {tuple(n_relevant.shape)}.")
+    if max(ks) > hits.shape[1]:
+        raise DiffCLError(f"ranking_metrics: K={max(ks)} needs at least {max(ks)} ranked items, got {hits.shape[1]}.")
+    hits = hits.float()
+    n_rel = n_relevant.float()
+    positions = torch.arange(1, hits.shape[1] + 1, device=hits.device, dtype=torch.float32)
+    # discount 1 / log2(r + 1), r = 1..K
+    discount = 1.0 / torch.log2(positions + 1.0)
+    out: dict[str, torch.Tensor] = {}
+    for k in ks:
+        h = hits[:, :k]
+        n_hit = h.sum(1)
+        # Recall@K = hits / |relevant|
+        out[f"recall@{k}"] = n_hit / n_rel
+        # Precision@K = hits / K
+        out[f"precision@{k}"] = n_hit / k
+        # DCG@K = Σ_r rel_r / log2(r + 1)
+        dcg = (h * discount[:k]).sum(1)
+        # IDCG@K = Σ_{r=1..min(|rel|, K)} 1 / log2(r + 1)
+        ideal = torch.cumsum(discount[:k], 0)
+        idcg = ideal[(n_rel.clamp(max=k) - 1).long()]
+        out[f"ndcg@{k}"] = dcg / idcg
+    return out
+
+
+def _csr_rows_to_dense(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    sub = m[rows]
+    dense = torch.zeros(len(rows), m.shape[1], dtype=torch.bool, device=device)
+    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+    if len(r):
+        dense[torch.as_tensor(r, device=device), torch.as_tensor(sub.indices.astype(np.int64), device=device)] = True
+    return dense
+
+
+@torch.no_grad()
+def evaluate_embeddings(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    data: RecDataset,
+    split: str = "valid",
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Average Recall/NDCG/Precision@K over users with held-out items in ``split``.
+
+    Train items are masked; for ``split="test"`` valid items are masked too.
+    """
+    if split not in ("valid", "test"):
+        raise DiffCLError(f"evaluate: split={split!r} must be 'valid' or 'test'.")
+    if batch_size < 1:
+        raise DiffCLError(f"evaluate: batch_size={batch_size} must be >= 1.")
+    device = user_emb.device
+    kmax = max(ks)
+    if kmax > data.n_items:
+        raise DiffCLError(f"evaluate: K={kmax} exceeds n_items={data.n_items}; use smaller --ks.")
+    heldout = data.interaction_matrix(split)
+    masked = data.interaction_matrix("train")
+    if split == "test":
+        masked = (masked + data.interaction_matrix("valid")).tocsr()
+    n_rel_all = np.diff(heldout.indptr)
+    users = np.where(n_rel_all > 0)[0]
+    if len(users) == 0:
+        raise DiffCLError(f"evaluate: the {split} split of {data.name!r} has no users with held-out items.")
+    sums = {name: 0.0 for name in metric_names(ks)}
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        bt = torch.as_tensor(batch, device=device)
+        # ŷ_ui = e_u · e_i for all items
+        scores = user_emb[bt] @ item_emb.T
+        scores = scores.masked_fill(_csr_rows_to_dense(masked, batch, device), float("-inf"))
+        top = torch.topk(scores, kmax, dim=1).indices
+        relevant = _csr_rows_to_dense(heldout, batch, device)
+        hits = relevant.gather(1, top)
+        per_user = ranking_metrics(hits, torch.as_tensor(n_rel_all[batch], device=device), ks)
+        for name, val in per_user.items():
+            sums[name] += float(val.sum())
+    return {name: sums[name] / len(users) for name in metric_names(ks)}
+
+
+def evaluate(model, data: RecDataset, split: str = "valid", ks: Sequence[int] = DEFAULT_KS, batch_size: int = 1024) -> dict[str, float]:
+    """Evaluate a :class:`~diffcl_lite.model.Recommender` (its ``final_embeddings()``) on a split."""
+    u, i = model.final_embeddings()
+    return evaluate_embeddings(u, i, data, split, ks, batch_size)

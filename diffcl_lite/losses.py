@@ -1,0 +1,98 @@
+"""Loss functions of DiffCL: BPR, InfoNCE, alignment to the ID anchor, L2 regularisation.
+
+Introduced in notebooks 05 (contrastive views: ``info_nce``, ``alignment``/``uniformity``) and
+06 (modality alignment: ``align_to_anchor``). ``bpr_loss`` and ``l2_reg`` appear in notebook 08.
+
+Which choices are the paper's and which are ours: the paper states BPR + a diffusion-contrastive
+InfoNCE + an alignment loss (+ L2). The one-directional in-batch InfoNCE (SGL / SimGCL
+convention), the stop-gradient ID anchor implemented as ``detach()`` and the moment-matching
+variant (MENTOR) are reconstructions, each switchable through ``DiffCLConfig``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import DiffCLError
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """Bayesian personalised ranking loss, averaged over the batch.
+
+    L_BPR = -1/B Σ_b log σ(ŷ_{u,i+} - ŷ_{u,i-})
+    """
+    # -log σ(x) = softplus(-x), numerically stable
+    return F.softplus(neg_scores - pos_scores).mean()
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """InfoNCE between two views of the same B nodes, in-batch negatives.
+
+    s_ij = cos(z'_i, z''_j) / τ
+    L = -1/B Σ_i log( exp(s_ii) / Σ_j exp(s_ij) )
+
+    Row ``i`` of ``z1`` and row ``i`` of ``z2`` are the positive pair; the other rows of ``z2``
+    are the negatives (SGL / SimGCL convention, one direction).
+    """
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise DiffCLError(f"info_nce: z1 and z2 must both have shape (B, d); got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+    if temperature <= 0:
+        raise DiffCLError(f"info_nce: temperature={temperature} must be > 0 (DiffCL default 0.2).")
+    z1 = F.normalize(z1, dim=-1)
+    z2 = F.normalize(z2, dim=-1)
+    # s_ij = z'_i · z''_j / τ
+    logits = z1 @ z2.T / temperature
+    # -log softmax of the diagonal
+    labels = torch.arange(z1.shape[0], device=z1.device)
+    return F.cross_entropy(logits, labels)
+
+
+def align_to_anchor(
+    modality: torch.Tensor, anchor: torch.Tensor, kind: str = "infonce", temperature: float = 0.2
+) -> torch.Tensor:
+    """Pull a modality's representations towards the stop-gradient ID representations.
+
+    kind="infonce":  L = InfoNCE(h^m, sg(h^id))   (instance level: item i's image vector should be
+                     closer to item i's ID vector than to any other item's)
+    kind="moments":  L = mean_d |μ^m_d - μ^id_d| + mean_d |σ²^m_d - σ²^id_d|   (MENTOR, distribution level)
+
+    sg(·) is ``detach()``: the ID view is the stable anchor, only the modality moves.
+    """
+    anchor = anchor.detach()
+    if kind == "infonce":
+        return info_nce(modality, anchor, temperature)
+    if kind == "moments":
+        return moment_matching(modality, anchor)
+    raise DiffCLError(f"align kind={kind!r} is not known; use 'infonce' or 'moments'.")
+
+
+def moment_matching(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|μ_a - μ_b| + |σ²_a - σ²_b|, feature-wise over the batch, averaged over features."""
+    # μ = 1/B Σ_b x_b ,  σ² = 1/B Σ_b (x_b - μ)²
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    var_a, var_b = a.var(0, unbiased=False), b.var(0, unbiased=False)
+    return (mean_a - mean_b).abs().mean() + (var_a - var_b).abs().mean()
+
+
+def l2_reg(*embeddings: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """L2 regularisation of the batch embeddings (MMRec convention).
+
+    L_reg = 1/(2B) Σ_e ||e||²
+    """
+    if not embeddings:
+        raise DiffCLError("l2_reg needs at least one tensor.")
+    b = batch_size or embeddings[0].shape[0]
+    return sum(e.pow(2).sum() for e in embeddings) / (2 * b)
+
+
+def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
+    """Wang & Isola alignment of positive pairs (lower = views agree): E ||f(x) - f(y)||^α on the unit sphere."""
+    z1, z2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
+    return (z1 - z2).norm(dim=-1).pow(alpha).mean()
+
+
+def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Wang & Isola uniformity (lower = spread over the sphere): log E exp(-t ||f(x) - f(y)||²)."""
+    z = F.normalize(z, dim=-1)
+    sq = torch.pdist(z, p=2).pow(2)
+    return sq.mul(-t).exp().mean().log()

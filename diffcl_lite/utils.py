@@ -1,0 +1,121 @@
+"""Small helpers used everywhere: device choice, seeding, hashing.
+
+Introduced in notebook 00 (welcome): ``get_device()`` and ``seed_everything()`` are the first
+two calls of every notebook (through ``diffcl_lite.notebook.setup_notebook``).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .errors import DiffCLError
+
+log = logging.getLogger(__name__)
+
+_DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def get_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """Return the device to compute on: CUDA, then Apple MPS, then CPU.
+
+    ``preference`` may force one of ``"cpu"``, ``"cuda"``, ``"mps"`` (or ``"cuda:1"``); ``"auto"``
+    (or ``None``) picks the best available one. The environment variable ``DIFFCL_DEVICE``
+    overrides ``"auto"``. Asking for a device that is not available raises a ``DiffCLError``.
+    """
+    if isinstance(preference, torch.device):
+        return preference
+    pref = (preference or "auto").lower()
+    if pref == "auto":
+        pref = os.environ.get("DIFFCL_DEVICE", "auto").lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = pref.split(":")[0]
+    if kind not in _DEVICE_CHOICES:
+        raise DiffCLError(f"device={preference!r} is not known; use one of {', '.join(_DEVICE_CHOICES)}.")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DiffCLError(
+            f"device={preference!r} was requested but CUDA is not available in this PyTorch "
+            f"(torch {torch.__version__}); use device='auto' or 'cpu', or install a CUDA build of torch."
+        )
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DiffCLError(f"device={preference!r} was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+    return torch.device(pref)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and all GPUs) with one number.
+
+    With ``deterministic=True`` PyTorch is asked for deterministic algorithms where they exist
+    (``warn_only`` so that CUDA kernels without a deterministic version still run). The same
+    seed gives bit-identical numbers on CPU. Returns the seed.
+    """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DiffCLError(f"seed={seed!r} must be a non-negative integer.")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+    return seed
+
+
+def features_hash(features: Mapping[str, np.ndarray], **params: Any) -> str:
+    """A sha256 over named arrays (name, shape, dtype, bytes) and keyword parameters.
+
+    Used as a cache key, e.g. for the frozen item-item graph (notebook 02).
+    """
+    h = hashlib.sha256()
+    for name in sorted(features):
+        arr = np.ascontiguousarray(features[name])
+        h.update(name.encode())
+        h.update(str(arr.shape).encode())
+        h.update(str(arr.dtype).encode())
+        h.update(arr.tobytes())
+    for key in sorted(params):
+        h.update(f"{key}={params[key]!r}".encode())
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: "os.PathLike[str] | str", data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    A crash never leaves a half-written file under the final name.
+    """
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
