@@ -19,8 +19,8 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 # Exits non-zero with a clear message when the given interpreter is older than 3.10.
 define check_python
-	@$(1) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else "diffcl_lite needs Python >= 3.10, but $(1) is %d.%d. Install Python 3.10+ and run: make PYTHON=/path/to/python3.11 install (remove $(VENV) first if it was made with the old Python)." % v[:2])' \
-	  || { echo "error: cannot run '$(1)'; set PYTHON=/path/to/python3.10+ (e.g. make PYTHON=python3.11 install)" >&2; exit 1; }
+	@command -v $(1) >/dev/null 2>&1 || { echo "error: Python interpreter '$(1)' not found; set PYTHON=/path/to/python3.10+ (e.g. make PYTHON=python3.11 install)" >&2; exit 1; }
+	@$(1) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else "error: diffcl_lite needs Python >= 3.10, but $(1) is %d.%d. Install Python 3.10+ and run: make PYTHON=/path/to/python3.11 install (remove $(VENV) first if it was made with the old Python)." % v[:2])'
 endef
 
 .DEFAULT_GOAL := help
