@@ -1,0 +1,104 @@
+"""Notebook set-up: one call at the top of every notebook.
+
+Introduced in notebook 00 (welcome)::
+
+    from diffcl_lite.notebook import setup_notebook
+    ctx = setup_notebook(seed=SEED)      # seeds, device, plotting style, fast mode
+    ctx                                   # shows device, fast mode, versions
+
+Fast mode (smaller sizes, PCA instead of UMAP, fewer epochs) is on when the environment variable
+``DIFFCL_FAST=1`` is set, as in the test suite, or when ``fast=True`` is passed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .utils import get_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def fast_mode(default: bool = False) -> bool:
+    """True when ``DIFFCL_FAST`` is set to 1/true/yes."""
+    val = os.environ.get("DIFFCL_FAST")
+    if val is None:
+        return default
+    return val.strip().lower() in ("1", "true", "yes", "on")
+
+
+def find_figures_dir(start: Path | None = None) -> Path:
+    """The repository's ``figures/`` folder (``$DIFFCL_FIGURES`` overrides), created if missing."""
+    env = os.environ.get("DIFFCL_FIGURES")
+    if env:
+        path = Path(env)
+    else:
+        here = (start or Path.cwd()).resolve()
+        path = here / "figures"
+        for parent in [here, *here.parents]:
+            if (parent / "pyproject.toml").exists() and (parent / "diffcl_lite").is_dir():
+                path = parent / "figures"
+                break
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class NotebookContext:
+    seed: int
+    device: torch.device
+    fast: bool
+    figures_dir: Path
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        vers = ", ".join(f"{k} {v}" for k, v in self.versions.items())
+        return f"NotebookContext(seed={self.seed}, device={self.device}, fast={self.fast})\n  {vers}"
+
+    def pick(self, full: Any, fast: Any) -> Any:
+        """``fast`` in fast mode, ``full`` otherwise (sizes, epochs...)."""
+        return fast if self.fast else full
+
+
+def environment_report() -> dict[str, str]:
+    """Versions of Python and the main libraries (those installed)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("diffcl_lite", "torch", "numpy", "scipy", "matplotlib", "plotly", "ipywidgets", "umap-learn"):
+        try:
+            out[pkg] = metadata.version(pkg.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def setup_notebook(seed: int = 0, fast: bool | None = None, device: str = "auto", style: bool = True) -> NotebookContext:
+    """Seed everything, choose the device, set a plotting style; return a :class:`NotebookContext`."""
+    seed_everything(seed)
+    fast = fast_mode() if fast is None else fast
+    dev = get_device(device)
+    if style:
+        try:
+            import matplotlib as mpl
+
+            mpl.rcParams.update({"figure.figsize": (6.4, 4.0), "figure.dpi": 100, "axes.grid": True,
+                                 "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+                                 "savefig.bbox": "tight"})
+        except ImportError:  # pragma: no cover
+            pass
+        try:
+            import plotly.io as pio
+
+            # works in JupyterLab and in nbconvert HTML (the plotly.js bundle is embedded once)
+            pio.renderers.default = "plotly_mimetype+notebook"
+        except ImportError:
+            pass
+    logging.getLogger("diffcl_lite").setLevel(logging.WARNING)
+    return NotebookContext(seed=seed, device=dev, fast=fast, figures_dir=find_figures_dir(), versions=environment_report())

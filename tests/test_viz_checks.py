@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from diffcl_lite.alignment import anchor_agreement, matched_pair_rank
+from diffcl_lite.checks import check, run_check
+from diffcl_lite.notebook import fast_mode, setup_notebook
+from diffcl_lite.viz import embed_2d, knn_for_umap, neighbourhood_purity, pca_2d
+
+
+def test_knn_for_umap_matches_brute_force():
+    x = np.random.default_rng(0).standard_normal((60, 5)).astype(np.float32)
+    idx, dist = knn_for_umap(x, 6, block_size=7)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d = 1 - xn @ xn.T
+    np.fill_diagonal(d, -1)
+    ref = np.argsort(d, axis=1)[:, :6]
+    assert (idx[:, 0] == np.arange(60)).all() and dist[:, 0].tolist() == [0.0] * 60
+    assert all(set(a) == set(b) for a, b in zip(idx, ref))
+
+
+def test_pca_is_deterministic_and_separates_clusters():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 0.1, (30, 8)), rng.normal(3, 0.1, (30, 8))])
+    a, b = pca_2d(x), pca_2d(x.copy())
+    np.testing.assert_allclose(a, b)
+    assert abs(a[:30, 0].mean() - a[30:, 0].mean()) > 5
+    assert embed_2d(x, method="pca").shape == (60, 2)
+
+
+def test_neighbourhood_purity_extremes():
+    rng = np.random.default_rng(2)
+    centers = rng.normal(0, 5, (3, 4))
+    labels = np.repeat(np.arange(3), 20)
+    x = centers[labels] + rng.normal(0, 0.01, (60, 4))
+    assert neighbourhood_purity(x, labels, k=5) == pytest.approx(1.0)
+    assert neighbourhood_purity(rng.normal(size=(60, 4)), labels, k=5) < 0.6
+
+
+def test_alignment_measures():
+    a = torch.randn(20, 8)
+    assert matched_pair_rank(a, a) == 1.0 and anchor_agreement(a, a) == pytest.approx(1.0)
+    assert matched_pair_rank(a, torch.randn(20, 8)) < 0.5
+
+
+def test_check_messages():
+    ok = check("sum", np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    assert ok.passed and "correct" in ok.message
+    bad_shape = check("v", np.zeros((64, 1)), shape=(64,))
+    assert not bad_shape.passed and "expected shape (64,), got (64, 1)" in bad_shape.message
+    wrong = check("x", 0.5, 0.25, hint="divide by K")
+    assert not wrong.passed and "0.25" not in wrong.message and "Hint" in wrong.message
+    assert "0.25" in check("x", 0.5, 0.25, reveal=True).message
+    assert not check("n", None, 1.0).passed
+    crash = run_check("boom", lambda: 1 / 0, 1.0)
+    assert not crash.passed and "ZeroDivisionError" in crash.message
+    assert "not filled" in run_check("todo", lambda: (_ for _ in ()).throw(NotImplementedError()), 1).message
+
+
+def test_setup_notebook_fast_mode(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIFFCL_FAST", "1")
+    monkeypatch.setenv("DIFFCL_FIGURES", str(tmp_path / "figs"))
+    assert fast_mode()
+    ctx = setup_notebook(seed=3)
+    assert ctx.fast and ctx.device.type in ("cpu", "cuda", "mps") and ctx.pick(100, 5) == 5
+    assert (tmp_path / "figs").is_dir()
+    monkeypatch.setenv("DIFFCL_FAST", "0")
+    assert not fast_mode()
