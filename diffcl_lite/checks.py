@@ -27,6 +27,7 @@ class CheckResult:
     passed: bool
     message: str
     points: float = 1.0
+    exercise: str | None = None
 
     def __repr__(self) -> str:
         mark = "✅" if self.passed else "❌"
@@ -37,6 +38,22 @@ class CheckResult:
         text = self.message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         mark = "✅" if self.passed else "❌"
         return f'<div style="color:{color};font-family:monospace">{mark} <b>{self.name}</b>: {text}</div>'
+
+
+#: every result of this kernel, in order (the grader reads them; see ``results_json``)
+RESULTS: list[CheckResult] = []
+
+
+def results_json() -> list[dict[str, Any]]:
+    """The recorded results as plain dicts (exercise, name, passed, points, message)."""
+    return [{"exercise": r.exercise, "name": r.name, "passed": r.passed, "points": r.points, "message": r.message}
+            for r in RESULTS]
+
+
+def _record(r: CheckResult, exercise: str | None) -> CheckResult:
+    r.exercise = exercise
+    RESULTS.append(r)
+    return r
 
 
 def _to_numpy(x: Any) -> Any:
@@ -62,7 +79,19 @@ def _describe(x: Any) -> str:
     return repr(x)
 
 
-def check(
+def check(name: str, value: Any, expected: Any = None, *, exercise: str | None = None, **kwargs: Any) -> CheckResult:
+    """Compare a learner's ``value`` with ``expected`` (and/or ``shape=``, ``predicate=``), record and return the verdict.
+
+    Keyword arguments: ``shape``, ``atol``, ``rtol``, ``hint``, ``predicate``, ``reveal``,
+    ``points``. ``exercise`` is the exercise id (e.g. ``"03.1"``) the grader groups results by.
+    Any exception while comparing becomes a "not yet" with the reason. ``reveal=False`` (default)
+    never prints the expected value, only its shape/type; ``reveal=True`` is for values the
+    learner is meant to compare by hand.
+    """
+    return _record(_compare(name, value, expected, **kwargs), exercise)
+
+
+def _compare(
     name: str,
     value: Any,
     expected: Any = None,
@@ -75,13 +104,6 @@ def check(
     reveal: bool = False,
     points: float = 1.0,
 ) -> CheckResult:
-    """Compare a learner's ``value`` with ``expected`` (and/or a ``shape`` or a ``predicate``).
-
-    Returns a :class:`CheckResult` that notebooks display ("correct" or "not yet: ..."). Any
-    exception while comparing becomes a "not yet" with the reason. ``reveal=False`` (default)
-    never prints the expected value itself, only its shape/type; pass ``reveal=True`` for values
-    the learner is meant to compare by hand.
-    """
     try:
         v = _to_numpy(value)
         e = _to_numpy(expected)
@@ -122,12 +144,14 @@ def _h(hint: str) -> str:
     return f" Hint: {hint}" if hint else ""
 
 
-def run_check(name: str, fn: Callable[[], Any], expected: Any = None, **kwargs: Any) -> CheckResult:
+def run_check(name: str, fn: Callable[[], Any], expected: Any = None, *, exercise: str | None = None,
+              **kwargs: Any) -> CheckResult:
     """Call ``fn()`` (the learner's code) and check its result; an exception inside it is a "not yet"."""
+    pts = kwargs.get("points", 1.0)
     try:
         value = fn()
     except NotImplementedError:
-        return CheckResult(name, False, "not yet: the exercise is not filled in (NotImplementedError).", kwargs.get("points", 1.0))
+        return _record(CheckResult(name, False, "not yet: the exercise is not filled in (NotImplementedError).", pts), exercise)
     except Exception as exc:
-        return CheckResult(name, False, f"not yet: your code raised {type(exc).__name__}: {exc}", kwargs.get("points", 1.0))
-    return check(name, value, expected, **kwargs)
+        return _record(CheckResult(name, False, f"not yet: your code raised {type(exc).__name__}: {exc}", pts), exercise)
+    return check(name, value, expected, exercise=exercise, **kwargs)

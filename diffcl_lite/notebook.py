@@ -61,6 +61,14 @@ class NotebookContext:
         vers = ", ".join(f"{k} {v}" for k, v in self.versions.items())
         return f"NotebookContext(seed={self.seed}, device={self.device}, fast={self.fast})\n  {vers}"
 
+    def save_figure(self, fig: Any, name: str) -> list[Path]:
+        """Save to ``figures/`` in full mode only (fast runs in tests never overwrite the gallery)."""
+        if self.fast and not os.environ.get("DIFFCL_FIGURES"):
+            return []
+        from .viz import save_figure
+
+        return save_figure(fig, name, self.figures_dir)
+
     def pick(self, full: Any, fast: Any) -> Any:
         """``fast`` in fast mode, ``full`` otherwise (sizes, epochs...)."""
         return fast if self.fast else full
