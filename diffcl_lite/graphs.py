@@ -1,0 +1,884 @@
+"""Graphs: the user-item graph, LightGCN propagation and the item-item kNN graph.
+
+Introduced in notebook 01 (user-item graph, LightGCN) and notebook 02 (item-item graph).
+
+Conventions (which are the paper's and which are ours)
+-----------------------------------------------------
+* User-item graph: the LightGCN / MMRec bipartite adjacency of the **train** interactions,
+  ``A = [[0, R], [R^T, 0]]``, binary (duplicate interactions collapse), no self loops, and the
+  symmetric normalisation ``A_hat = D^-1/2 A D^-1/2``. Item ``i`` is node ``n_users + i``.
+  Nodes of degree 0 get a zero row and column (not ``inf``/``NaN``).
+* Item-item graph: the FREEDOM / MMRec recipe. Per modality, cosine similarity of the raw
+  (frozen) features, top-``k`` neighbours per row, binary weights, then
+  ``S_hat = D^-1/2 S D^-1/2`` with ``D`` the **row sums** of the (directed) kNN graph. As in
+  FREEDOM the kNN graph itself is *not* symmetrised, so ``S_hat`` is in general not symmetric.
+  Two choices here differ from FREEDOM and are ours:
+
+  - the item itself is **excluded** from its neighbour list (FREEDOM's ``topk`` over the full
+    similarity matrix keeps the diagonal, so each item is its own first neighbour);
+  - an item whose feature vector is all zeros has cosine similarity 0 with everything
+    (FREEDOM divides by a zero norm and gets ``NaN``); in the graph it gets no edges, in
+    either direction, so it is an isolated node.
+
+  Modalities are fused after normalisation, ``S = sum_m w_m S_hat_m``, with the MMRec default
+  ``w = {image: 0.1, text: 0.9}`` when the modalities are exactly image and text, and equal
+  weights otherwise.
+* Sparse layout: every graph builder takes ``layout="csr"`` (default) or ``"coo"``. CSR is
+  faster for ``torch.sparse.mm`` on CPU (forward and backward); both give the same numbers.
+  All graphs are ``float32``.
+* The dense ``n x n`` similarity matrix never exists: it is computed ``block_size`` rows at
+  a time, so 23k items with 4096-d features fit in a few GB.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from .errors import DiffCLError
+from .utils import atomic_write_bytes, features_hash
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "normalized_adjacency_scipy",
+    "bipartite_adjacency",
+    "scipy_to_torch_sparse",
+    "lightgcn_propagate",
+    "propagate_layers",
+    "knn_indices",
+    "knn_graph",
+    "default_modality_weights",
+    "item_item_graph",
+    "features_hash",
+    "graph_summary",
+    "neighbour_topic_agreement",
+]
+
+_LAYOUTS = ("csr", "coo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+def _check_layout(layout: str) -> str:
+    if layout not in _LAYOUTS:
+        raise DiffCLError(f"layout={layout!r} is not supported; use one of {_LAYOUTS} (csr is faster on CPU).")
+    return layout
+
+
+def _sparse_from_coo(
+    indices: torch.Tensor, values: torch.Tensor, size: tuple[int, int], device: Any = None, layout: str = "csr"
+) -> torch.Tensor:
+    """Build a coalesced float32 torch sparse tensor (COO or CSR) from COO parts."""
+    _check_layout(layout)
+    # The invariants are guaranteed by construction; opting out explicitly silences torch's warning.
+    coo = torch.sparse_coo_tensor(
+        indices.long(), values.float(), size, check_invariants=False
+    ).coalesce()
+    if device is not None:
+        coo = coo.to(device)
+    if layout == "coo":
+        return coo
+    with warnings.catch_warnings():
+        # "Sparse CSR tensor support is in beta state": CSR spmm is stable enough for this use.
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return coo.to_sparse_csr()
+
+
+def scipy_to_torch_sparse(mat: sp.spmatrix, device: Any = None, layout: str = "csr") -> torch.Tensor:
+    """Convert a scipy sparse matrix to a float32 torch sparse tensor (CSR or COO).
+
+    Introduced in notebook 01 (user-item graph).
+    """
+    coo = sp.coo_matrix(mat)
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data.astype(np.float32))
+    return _sparse_from_coo(indices, values, tuple(coo.shape), device=device, layout=layout)
+
+
+def _to_coo_parts(adj: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """(row, col, value, shape) of a torch sparse/dense tensor, scipy matrix or numpy array."""
+    if isinstance(adj, torch.Tensor):
+        t = adj.detach().cpu()
+        if t.layout == torch.sparse_csr:
+            t = t.to_sparse_coo()
+        if t.layout == torch.sparse_coo:
+            t = t.coalesce()
+            idx = t.indices().numpy()
+            return idx[0], idx[1], t.values().double().numpy(), tuple(t.shape)
+        adj = t.numpy()
+    if sp.issparse(adj):
+        coo = sp.coo_matrix(adj)
+        coo.sum_duplicates()
+        return coo.row, coo.col, coo.data.astype(np.float64), tuple(coo.shape)
+    arr = np.asarray(adj)
+    if arr.ndim != 2:
+        raise DiffCLError(f"adj_or_matrix must be 2-D, got shape {arr.shape}; pass an adjacency matrix.")
+    row, col = np.nonzero(arr)
+    return row, col, arr[row, col].astype(np.float64), tuple(arr.shape)
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    """Round to ``digits`` significant digits (deterministic golden outputs)."""
+    return float(f"{float(x):.{digits}g}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 01: the user-item graph
+# ---------------------------------------------------------------------------------------------
+def _check_train(n_users: int, n_items: int, train: np.ndarray) -> np.ndarray:
+    if int(n_users) < 1 or int(n_items) < 1:
+        raise DiffCLError(f"n_users={n_users}, n_items={n_items}: both must be >= 1.")
+    arr = train.detach().cpu().numpy() if isinstance(train, torch.Tensor) else np.asarray(train)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DiffCLError(
+            f"train has shape {arr.shape}; expected (n, 2) with columns (user, item), e.g. dataset.train."
+        )
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DiffCLError(f"train has dtype {arr.dtype}; expected integer ids (use train.astype(np.int64)).")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size:
+        u_min, u_max = arr[:, 0].min(), arr[:, 0].max()
+        i_min, i_max = arr[:, 1].min(), arr[:, 1].max()
+        if u_min < 0 or u_max >= n_users:
+            raise DiffCLError(
+                f"train user ids span [{u_min}, {u_max}] but n_users={n_users}; ids must be 0..n_users-1 "
+                "(re-index the users or pass the right n_users)."
+            )
+        if i_min < 0 or i_max >= n_items:
+            raise DiffCLError(
+                f"train item ids span [{i_min}, {i_max}] but n_items={n_items}; ids must be 0..n_items-1 "
+                "(re-index the items or pass the right n_items)."
+            )
+    return arr
+
+
+def normalized_adjacency_scipy(n_users: int, n_items: int, train: np.ndarray) -> sp.csr_matrix:
+    """``A_hat = D^-1/2 A D^-1/2`` of the bipartite train graph as a scipy CSR matrix (float32).
+
+    Introduced in notebook 01 (user-item graph). See :func:`bipartite_adjacency`.
+    """
+    pairs = _check_train(n_users, n_items, train)
+    n = int(n_users) + int(n_items)
+    # R[u, i] = 1 if (u, i) in train; duplicates collapse to 1 (binary graph)
+    r = sp.coo_matrix(
+        (np.ones(len(pairs), dtype=np.float64), (pairs[:, 0], pairs[:, 1])), shape=(n_users, n_items)
+    ).tocsr()
+    r.data[:] = 1.0
+    # A = [[0, R], [R^T, 0]]  (no self loops)
+    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float64)
+    # d_v = sum_u A[v, u]
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    # d_v^-1/2, with 0 for isolated nodes instead of inf
+    d_inv_sqrt = np.zeros_like(deg)
+    nz = deg > 0
+    d_inv_sqrt[nz] = deg[nz] ** -0.5
+    # A_hat = D^-1/2 A D^-1/2
+    d = sp.diags(d_inv_sqrt)
+    a_hat = (d @ a @ d).tocsr()
+    a_hat.sort_indices()
+    return a_hat.astype(np.float32)
+
+
+def bipartite_adjacency(
+    n_users: int, n_items: int, train: np.ndarray, device: Any = None, layout: str = "csr"
+) -> torch.Tensor:
+    """Normalised user-item adjacency ``A_hat = D^-1/2 A D^-1/2`` with ``A = [[0, R], [R^T, 0]]``.
+
+    Introduced in notebook 01 (user-item graph). ``train`` is an ``(n, 2)`` int array of
+    (user, item) pairs; item ``i`` becomes node ``n_users + i``. Duplicates collapse (binary
+    graph), there are no self loops, isolated nodes get zero rows. Returns a float32 torch sparse
+    tensor of shape ``(n_users + n_items, n_users + n_items)``, CSR (``layout="csr"``, default,
+    faster for ``torch.sparse.mm`` on CPU) or COO (``layout="coo"``), on ``device``.
+    """
+    _check_layout(layout)
+    a_hat = normalized_adjacency_scipy(n_users, n_items, train)
+    log.debug("bipartite adjacency: %d nodes, %d non-zeros", a_hat.shape[0], a_hat.nnz)
+    return scipy_to_torch_sparse(a_hat, device=device, layout=layout)
+
+
+def _spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # torch.sparse.mm supports autograd w.r.t. the dense x for both COO and CSR.
+    if adj.layout == torch.strided:
+        return adj @ x
+    return torch.sparse.mm(adj, x)
+
+
+def propagate_layers(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> list[torch.Tensor]:
+    """All LightGCN layers ``[E^(0), E^(1), ..., E^(L)]`` (notebook 01's over-smoothing plots).
+
+    Introduced in notebook 01 (LightGCN propagation).
+    """
+    if int(n_layers) < 0:
+        raise DiffCLError(f"n_layers={n_layers} must be >= 0 (LightGCN uses 2 or 3).")
+    if adj.shape[0] != adj.shape[1] or adj.shape[1] != x.shape[0]:
+        raise DiffCLError(
+            f"adj has shape {tuple(adj.shape)} but x has {x.shape[0]} rows; x must hold one row per node "
+            "(users first, then items)."
+        )
+    layers = [x]
+    for _ in range(int(n_layers)):
+        # E^(l+1) = A_hat E^(l)
+        layers.append(_spmm(adj, layers[-1]))
+    return layers
+
+
+def lightgcn_propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """LightGCN readout: ``E = 1/(L+1) sum_{l=0..L} E^(l)`` with ``E^(l+1) = A_hat E^(l)``.
+
+    Introduced in notebook 01 (LightGCN propagation). Differentiable w.r.t. ``x``.
+    """
+    layers = propagate_layers(adj, x, n_layers)
+    # E = mean_l E^(l), l = 0..L
+    return torch.stack(layers, dim=0).mean(dim=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 02: the item-item kNN graph
+# ---------------------------------------------------------------------------------------------
+def _as_feature_tensor(features: np.ndarray | torch.Tensor, name: str = "features") -> torch.Tensor:
+    if isinstance(features, torch.Tensor):
+        x = features.detach()
+    else:
+        arr = np.asarray(features)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise DiffCLError(f"{name} has dtype {arr.dtype}; expected a float array (n_items, d).")
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+    if x.ndim != 2:
+        raise DiffCLError(f"{name} has shape {tuple(x.shape)}; expected a 2-D array (n_items, d).")
+    if x.dtype != torch.float32:
+        x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+        raise DiffCLError(
+            f"{name} contains NaN or inf values in {bad} row(s); clean the features "
+            "(e.g. np.nan_to_num) or drop those items before building the kNN graph."
+        )
+    return x
+
+
+def _check_k(k: int, n: int, name: str = "features") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise DiffCLError(f"k={k!r} must be an integer with 1 <= k < n_items.")
+    if k < 1 or k >= n:
+        raise DiffCLError(
+            f"k={k} is invalid for {name} with n_items={n} items: the kNN graph needs 1 <= k < n_items "
+            f"(self is excluded); pass a smaller k, e.g. k={max(1, min(10, n - 1))}."
+        )
+    return int(k)
+
+
+def knn_indices(
+    features: np.ndarray | torch.Tensor,
+    k: int = 10,
+    block_size: int = 2048,
+    device: Any = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` cosine neighbours of every item, self excluded: ``(idx (n, k) long, sim (n, k) float)``.
+
+    Introduced in notebook 02 (item-item graph). Rows are L2-normalised (an all-zero row stays
+    zero, so its similarity to everything is 0). The similarity matrix is computed in
+    ``block_size x block_size`` tiles, only on and above the diagonal (it is symmetric), and
+    running top-k lists are merged tile by tile; neighbours are sorted by decreasing
+    similarity. Memory beyond the features: two tiles and the ``(n, k)`` lists. Returned on
+    ``device`` (default: the features' device, CPU for numpy).
+    """
+    x = _as_feature_tensor(features)
+    n = x.shape[0]
+    k = _check_k(k, n)
+    if int(block_size) < 1:
+        raise DiffCLError(f"block_size={block_size} must be >= 1 (2048 rows is a good default).")
+    block_size = int(block_size)
+    if device is not None:
+        x = x.to(device)
+    # ||x_i||_2, with zero rows kept at zero below
+    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    # x_i <- x_i / ||x_i||   (cosine similarity becomes a dot product)
+    x = x / norms.clamp_min(torch.finfo(x.dtype).tiny)
+    # Running top-k lists, filled block pair by block pair. sim is symmetric (sim_ij = sim_ji), so
+    # only the blocks (I, J) with J >= I are computed: C = X_I X_J^T serves the rows of I, and C^T
+    # serves the rows of J. This halves the work of the n x n similarity (the dominant cost).
+    best_sim = torch.full((n, k), float("-inf"), dtype=torch.float32, device=x.device)
+    best_idx = torch.zeros((n, k), dtype=torch.long, device=x.device)
+
+    def merge(start: int, vals: torch.Tensor, cols: torch.Tensor) -> None:
+        stop = start + vals.shape[0]
+        cand_sim = torch.cat([best_sim[start:stop], vals], dim=1)
+        cand_idx = torch.cat([best_idx[start:stop], cols], dim=1)
+        top_sim, pos = torch.topk(cand_sim, k, dim=1, largest=True, sorted=True)
+        best_sim[start:stop] = top_sim
+        best_idx[start:stop] = torch.gather(cand_idx, 1, pos)
+
+    starts = list(range(0, n, block_size))
+    pairs = [(a, b) for i, a in enumerate(starts) for b in starts[i:]]
+    for s_i, s_j in tqdm(pairs, desc="kNN blocks", disable=not progress, leave=False):
+        x_i = x[s_i : s_i + block_size]
+        x_j = x[s_j : s_j + block_size]
+        # C_ab = cos(x_a, x_b) = x_a . x_b   for a in block I, b in block J
+        c = x_i @ x_j.T
+        if s_i == s_j:
+            # exclude self: sim_aa = -inf
+            c.fill_diagonal_(float("-inf"))
+        vals, cols = torch.topk(c, min(k, c.shape[1]), dim=1, largest=True, sorted=False)
+        merge(s_i, vals, cols + s_j)
+        if s_i != s_j:
+            # the same block seen from the rows of J: C^T
+            c_t = c.T.contiguous()
+            vals, cols = torch.topk(c_t, min(k, c_t.shape[1]), dim=1, largest=True, sorted=False)
+            merge(s_j, vals, cols + s_i)
+        del c
+    return best_idx, best_sim
+
+
+def _normalise_knn(idx: torch.Tensor, keep: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """COO (indices, values) of ``D^-1/2 S D^-1/2`` for the binary kNN graph ``S`` (row-sum degrees)."""
+    k = idx.shape[1]
+    rows = torch.arange(n, device=idx.device).repeat_interleave(k)
+    cols = idx.reshape(-1)
+    mask = keep.reshape(-1)
+    rows, cols = rows[mask], cols[mask]
+    # d_i = sum_j S_ij  (row sums of the directed kNN graph, FREEDOM's convention)
+    deg = torch.bincount(rows, minlength=n).to(torch.float32)
+    # d_i^-1/2, 0 for rows without edges
+    d_inv_sqrt = torch.where(deg > 0, deg.clamp_min(1.0).rsqrt(), torch.zeros_like(deg))
+    # S_hat_ij = d_i^-1/2 * S_ij * d_j^-1/2, with S_ij = 1
+    values = d_inv_sqrt[rows] * d_inv_sqrt[cols]
+    return torch.stack([rows, cols]), values
+
+
+def knn_graph(
+    features: np.ndarray | torch.Tensor,
+    k: int = 10,
+    block_size: int = 2048,
+    device: Any = None,
+    layout: str = "csr",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Normalised item-item kNN graph ``S_hat = D^-1/2 S D^-1/2`` of one modality (float32 sparse).
+
+    Introduced in notebook 02 (item-item graph). ``S_ij = 1`` if ``j`` is among the ``k`` most
+    cosine-similar items of ``i`` (``j != i``), else 0; ``S`` is not symmetrised (FREEDOM) and
+    ``D`` holds its row sums. Items with all-zero features get no edges. Returned as CSR
+    (``layout="csr"``, default) or COO, shape ``(n_items, n_items)``, on ``device``.
+    """
+    _check_layout(layout)
+    x = _as_feature_tensor(features)
+    n = x.shape[0]
+    idx, _ = knn_indices(x, k=k, block_size=block_size, device=device, progress=progress)
+    # an all-zero feature row carries no information: no edge from or to it
+    nonzero = (x != 0).any(dim=1).to(idx.device)
+    keep = nonzero[:, None] & nonzero[idx]
+    indices, values = _normalise_knn(idx, keep, n)
+    return _sparse_from_coo(indices, values, (n, n), device=idx.device, layout=layout)
+
+
+def default_modality_weights(names: Sequence[str]) -> dict[str, float]:
+    """MMRec/FREEDOM fusion weights: image 0.1 / text 0.9 for exactly {image, text}, else 1/M each.
+
+    Introduced in notebook 02 (item-item graph).
+    """
+    names = list(names)
+    if set(names) == {"image", "text"} and len(names) == 2:
+        return {"image": 0.1, "text": 0.9}
+    return {m: 1.0 / len(names) for m in names}
+
+
+def _resolve_weights(names: Sequence[str], weights: Mapping[str, float] | None) -> dict[str, float]:
+    if weights is None:
+        w = default_modality_weights(names)
+    else:
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise DiffCLError(
+                f"weights names unknown modalities {unknown}; the features have {list(names)}. "
+                "Use those names as keys."
+            )
+        missing = sorted(set(names) - set(weights))
+        if missing:
+            raise DiffCLError(
+                f"weights has no entry for modalities {missing}; give every modality in {list(names)} a "
+                "weight (0.0 to leave one out)."
+            )
+        w = {m: float(weights[m]) for m in names}
+        bad = {m: v for m, v in w.items() if not np.isfinite(v) or v < 0}
+        if bad:
+            raise DiffCLError(f"weights {bad} must be finite and >= 0.")
+    total = sum(w.values())
+    if total <= 0:
+        raise DiffCLError(f"weights={w} sum to {total}; at least one modality needs a positive weight.")
+    # w_m <- w_m / sum_m' w_m'
+    return {m: v / total for m, v in w.items()}
+
+
+def item_item_graph(
+    features: Mapping[str, np.ndarray],
+    k: int = 10,
+    weights: Mapping[str, float] | None = None,
+    block_size: int = 2048,
+    cache_dir: str | Path | None = None,
+    device: Any = None,
+    layout: str = "csr",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Fused item-item graph ``S = sum_m w_m S_hat_m`` over the modalities (float32 sparse).
+
+    Introduced in notebook 02 (item-item graph). One :func:`knn_graph` per modality, fused with
+    weights normalised to sum 1 (default: :func:`default_modality_weights`). With ``cache_dir``
+    the graph is stored as ``item_item_<key>.pt`` where ``key`` hashes every modality's name,
+    shape, dtype and bytes plus ``k`` and the weights; a later call with the same inputs loads
+    it instead of recomputing. The file is written atomically (temp file + ``os.replace``).
+    """
+    _check_layout(layout)
+    if not isinstance(features, Mapping) or len(features) == 0:
+        raise DiffCLError(
+            "features must be a non-empty dict {modality name: array (n_items, d)}; an ID-only dataset has "
+            "no item-item graph."
+        )
+    names = list(features)
+    sizes = {m: int(np.shape(features[m])[0]) for m in names}
+    if len(set(sizes.values())) != 1:
+        raise DiffCLError(f"modalities have different numbers of rows {sizes}; each row must be one item.")
+    n = next(iter(sizes.values()))
+    _check_k(k, n, name=f"features[{names[0]!r}]")
+    w = _resolve_weights(names, weights)
+
+    cache_path: Path | None = None
+    if cache_dir is not None:
+        arrays = {
+            m: (features[m].detach().cpu().numpy() if isinstance(features[m], torch.Tensor) else np.asarray(features[m]))
+            for m in names
+        }
+        key = features_hash(arrays, k=int(k), weights=sorted(w.items()), kind="item_item_graph_v1")
+        cache_path = Path(cache_dir) / f"item_item_{key[:24]}.pt"
+        if cache_path.exists():
+            blob = torch.load(cache_path, map_location="cpu", weights_only=True)
+            log.info("item-item graph loaded from cache %s", cache_path)
+            return _sparse_from_coo(
+                blob["indices"], blob["values"], tuple(blob["size"]), device=device, layout=layout
+            )
+
+    parts_idx: list[torch.Tensor] = []
+    parts_val: list[torch.Tensor] = []
+    for m in names:
+        if w[m] == 0.0:
+            continue
+        g = knn_graph(
+            _as_feature_tensor(features[m], name=f"features[{m!r}]"),
+            k=k, block_size=block_size, device=device, layout="coo", progress=progress,
+        )
+        parts_idx.append(g.indices())
+        # S = sum_m w_m S_hat_m
+        parts_val.append(w[m] * g.values())
+    fused = torch.sparse_coo_tensor(
+        torch.cat(parts_idx, dim=1), torch.cat(parts_val), (n, n), check_invariants=False
+    ).coalesce()
+    if cache_path is not None:
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "indices": fused.indices().cpu(),
+                "values": fused.values().cpu(),
+                "size": [n, n],
+                "k": int(k),
+                "weights": dict(w),
+            },
+            buf,
+        )
+        atomic_write_bytes(cache_path, buf.getvalue())
+        log.info("item-item graph cached at %s", cache_path)
+    return _sparse_from_coo(fused.indices(), fused.values(), (n, n), device=device, layout=layout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deterministic summaries (golden notebook cells)
+# ---------------------------------------------------------------------------------------------
+def _degree_stats(deg: np.ndarray) -> dict[str, float]:
+    if deg.size == 0:
+        return {}
+    q = np.quantile(deg.astype(np.float64), [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
+    return {
+        "min": _sig(q[0]),
+        "25%": _sig(q[1]),
+        "median": _sig(q[2]),
+        "75%": _sig(q[3]),
+        "90%": _sig(q[4]),
+        "max": _sig(q[5]),
+        "mean": _sig(deg.mean()),
+    }
+
+
+def graph_summary(adj_or_matrix: Any, n_users: int | None = None) -> dict[str, Any]:
+    """Nodes, edges, density, degree quantiles and isolated nodes of a graph (deterministic).
+
+    Introduced in notebook 01 (user-item graph) and reused in notebook 02. Accepts a torch sparse
+    (COO/CSR) or dense tensor, a scipy sparse matrix or a numpy array; only the non-zero
+    pattern counts (degree = number of neighbours, not weighted sum). For a symmetric pattern
+    ``edges`` counts undirected edges (a self loop once), otherwise directed ones. With
+    ``n_users`` the graph is read as the bipartite user-item graph: ``edges`` = interactions,
+    ``density = edges / (n_users * n_items)`` and user and item degrees are reported apart.
+    Floats are rounded to 6 significant digits.
+    """
+    row, col, val, shape = _to_coo_parts(adj_or_matrix)
+    if shape[0] != shape[1]:
+        raise DiffCLError(f"adj_or_matrix has shape {shape}; graph_summary needs a square adjacency matrix.")
+    nz = val != 0
+    row, col = row[nz], col[nz]
+    n = int(shape[0])
+    pattern = sp.coo_matrix((np.ones(len(row)), (row, col)), shape=shape).tocsr()
+    pattern.data[:] = 1.0
+    nnz = int(pattern.nnz)
+    symmetric = (pattern != pattern.T).nnz == 0
+    self_loops = int(pattern.diagonal().sum())
+    deg = np.asarray(pattern.sum(axis=1)).ravel()
+    out: dict[str, Any] = {"nodes": n}
+    if n_users is not None:
+        n_users = int(n_users)
+        if not 0 < n_users < n:
+            raise DiffCLError(f"n_users={n_users} must be between 1 and the number of nodes - 1 ({n - 1}).")
+        n_items = n - n_users
+        edges = (nnz - self_loops) // 2 + self_loops if symmetric else nnz
+        out.update(
+            {
+                "users": n_users,
+                "items": n_items,
+                "edges": int(edges),
+                "symmetric": bool(symmetric),
+                "density": _sig(edges / (n_users * n_items)),
+                "degree": _degree_stats(deg),
+                "user_degree": _degree_stats(deg[:n_users]),
+                "item_degree": _degree_stats(deg[n_users:]),
+                "isolated": int((deg == 0).sum()),
+                "isolated_users": int((deg[:n_users] == 0).sum()),
+                "isolated_items": int((deg[n_users:] == 0).sum()),
+            }
+        )
+        return out
+    if symmetric:
+        edges = (nnz - self_loops) // 2 + self_loops
+        possible = n * (n - 1) / 2
+    else:
+        edges = nnz
+        possible = n * (n - 1)
+    in_deg = np.asarray(pattern.sum(axis=0)).ravel()
+    out.update(
+        {
+            "edges": int(edges),
+            "symmetric": bool(symmetric),
+            "self_loops": self_loops,
+            "density": _sig(edges / possible) if possible > 0 else 0.0,
+            "degree": _degree_stats(deg),
+            "isolated": int(((deg == 0) & (in_deg == 0)).sum()),
+        }
+    )
+    if not symmetric:
+        out["in_degree"] = _degree_stats(in_deg)
+    return out
+
+
+def neighbour_topic_agreement(idx: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Fraction of kNN neighbours that share the item's ground-truth label (notebook 02 widgets).
+
+    Introduced in notebook 02 (item-item graph). ``idx`` is ``(n, k)`` as from :func:`knn_indices`,
+    ``labels`` is ``(n,)``. 1.0 means every neighbour has the same topic as its item.
+    """
+    idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if idx_np.ndim != 2 or lab.ndim != 1 or idx_np.shape[0] != lab.shape[0]:
+        raise DiffCLError(
+            f"idx has shape {idx_np.shape} and labels {lab.shape}; expected idx (n, k) and labels (n,)."
+        )
+    if idx_np.size == 0:
+        raise DiffCLError("idx is empty; there are no neighbours to compare.")
+    if idx_np.min() < 0 or idx_np.max() >= lab.shape[0]:
+        raise DiffCLError(f"idx holds ids outside 0..{lab.shape[0] - 1}; it must index rows of labels.")
+    # agreement = mean_{i, j in N_k(i)} [label_j == label_i]
+    return _sig(float((lab[idx_np] == lab[:, None]).mean()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 01: over-smoothing measures (how alike LightGCN layers make the embeddings)
+# ---------------------------------------------------------------------------------------------
+def _unit_rows(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(unit rows of x in float64 without the all-zero rows, mask of the rows kept)``; cosine is undefined for 0."""
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    if t.ndim != 2:
+        raise DiffCLError(f"x has shape {tuple(t.shape)}; expected a 2-D array (n, d) of embeddings.")
+    t = t.to(torch.float64)
+    norms = torch.linalg.vector_norm(t, dim=1)
+    keep = norms > 0
+    # u_i = x_i / ||x_i||
+    return t[keep] / norms[keep, None], keep
+
+
+def mean_pairwise_cosine(x: np.ndarray | torch.Tensor) -> float:
+    """Mean cosine similarity over all pairs ``i != j`` of rows of ``x`` (zero rows left out).
+
+    Introduced in notebook 01 (over-smoothing). Computed in ``O(n d)`` without the ``n x n``
+    matrix: with unit rows ``u_i`` and ``s = sum_i u_i``,
+    ``sum_{i != j} u_i . u_j = ||s||^2 - n``. 1.0 means every row points the same way.
+    """
+    u, _ = _unit_rows(x)
+    n = u.shape[0]
+    if n < 2:
+        raise DiffCLError(f"x has {n} non-zero row(s); mean_pairwise_cosine needs at least 2.")
+    s = u.sum(dim=0)
+    # mean_{i != j} cos(x_i, x_j) = (||sum_i u_i||^2 - n) / (n (n - 1))
+    return _sig(float((s @ s - n) / (n * (n - 1))))
+
+
+def topic_separation(x: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Mean cosine of same-topic pairs minus mean cosine of different-topic pairs (zero rows left out).
+
+    Introduced in notebook 01 (over-smoothing). 0 means the embeddings carry no topic signal a
+    dot product could use (random, or all collapsed onto one direction); larger is better. ``O(n d)``:
+    per topic ``c``, ``sum_{i != j in c} u_i . u_j = ||s_c||^2 - n_c`` with ``s_c = sum_{i in c} u_i``.
+    """
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    n_rows = x.shape[0]
+    if lab.ndim != 1 or lab.shape[0] != n_rows:
+        raise DiffCLError(f"labels has shape {lab.shape} but x has {n_rows} rows; give one label per row.")
+    u, keep = _unit_rows(x)
+    lab = lab[keep.numpy()]
+    n = u.shape[0]
+    s = u.sum(dim=0)
+    # all ordered pairs i != j: sum of cosines and count
+    total_sum, total_pairs = float(s @ s - n), n * (n - 1)
+    _, topic = np.unique(lab, return_inverse=True)
+    counts = np.bincount(topic).astype(np.float64)
+    # s_c = sum_{i in topic c} u_i, one row per topic
+    s_c = torch.zeros(len(counts), u.shape[1], dtype=u.dtype).index_add_(0, torch.from_numpy(topic.astype(np.int64)), u)
+    # sum_{i != j, both in topic c} u_i . u_j = ||s_c||^2 - n_c, summed over c
+    within_sum = float((s_c * s_c).sum()) - float(counts.sum())
+    within_pairs = int((counts * (counts - 1)).sum())
+    between_pairs = total_pairs - within_pairs
+    if within_pairs == 0 or between_pairs == 0:
+        raise DiffCLError(
+            "topic_separation needs at least one same-topic pair and one different-topic pair; "
+            f"got {len(np.unique(lab))} topic(s) over {n} non-zero rows."
+        )
+    # separation = mean cos(same topic) - mean cos(different topics)
+    return _sig(within_sum / within_pairs - (total_sum - within_sum) / between_pairs)
+
+
+def oversmoothing_curve(
+    adj: torch.Tensor,
+    x: torch.Tensor,
+    max_layers: int,
+    nodes: np.ndarray | torch.Tensor | slice | None = None,
+    readout: str = "layer",
+    measure: str = "cosine",
+    labels: np.ndarray | torch.Tensor | None = None,
+) -> list[float]:
+    """One value per number of layers ``L = 0..max_layers`` of LightGCN propagation of ``x``.
+
+    Introduced in notebook 01 (over-smoothing). ``readout="layer"`` measures ``E^(L) = A_hat^L x``
+    (a plain deep GCN), ``readout="mean"`` measures LightGCN's readout ``1/(L+1) sum_{l<=L} E^(l)``.
+    ``measure="cosine"`` is :func:`mean_pairwise_cosine` (rises to 1 as the rows become alike);
+    ``measure="separation"`` is :func:`topic_separation` against ``labels`` (one per selected node).
+    ``nodes`` selects the rows measured (e.g. ``slice(n_users, None)`` for the items), all by default.
+    """
+    if readout not in ("layer", "mean"):
+        raise DiffCLError(f"readout={readout!r}: use 'layer' (E^(L)) or 'mean' (LightGCN readout).")
+    if measure not in ("cosine", "separation"):
+        raise DiffCLError(f"measure={measure!r}: use 'cosine' or 'separation'.")
+    if measure == "separation" and labels is None:
+        raise DiffCLError("measure='separation' needs labels (one ground-truth topic per measured node).")
+    layers = propagate_layers(adj, x, int(max_layers))
+    sel = slice(None) if nodes is None else nodes
+    if isinstance(sel, np.ndarray):
+        sel = torch.from_numpy(sel)
+    out: list[float] = []
+    running = torch.zeros_like(layers[0])
+    for l, e in enumerate(layers):
+        running = running + e
+        # readout: E^(L)  or  1/(L+1) sum_{l<=L} E^(l)
+        emb = e if readout == "layer" else running / (l + 1)
+        emb = emb[sel]
+        out.append(mean_pairwise_cosine(emb) if measure == "cosine" else topic_separation(emb, labels))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 02: how good is an item-item graph? (topic agreement, image vs text)
+# ---------------------------------------------------------------------------------------------
+def graph_topic_agreement(
+    graph: Any, labels: np.ndarray | torch.Tensor, rows: np.ndarray | None = None
+) -> float:
+    """Share of the edge weight of ``graph`` that links items of the same ground-truth topic.
+
+    Introduced in notebook 02 (item-item graph). ``sum_{i in rows, j} S_ij [y_i = y_j] /
+    sum_{i in rows, j} S_ij``; ``rows`` (indices or boolean mask) restricts the source items,
+    e.g. to the noisy ones. For the unweighted kNN graph it equals :func:`neighbour_topic_agreement`.
+    Accepts torch sparse/dense tensors, scipy matrices and numpy arrays.
+    """
+    row, col, val, shape = _to_coo_parts(graph)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if shape[0] != shape[1] or lab.shape != (shape[0],):
+        raise DiffCLError(f"graph has shape {shape} and labels {lab.shape}; expected (n, n) and (n,).")
+    if rows is not None:
+        r = np.asarray(rows)
+        mask = r if r.dtype == bool else np.isin(np.arange(shape[0]), r)
+        if mask.shape != (shape[0],):
+            raise DiffCLError(f"rows mask has shape {mask.shape}; expected ({shape[0]},).")
+        keep = mask[row]
+        row, col, val = row[keep], col[keep], val[keep]
+    total = float(np.abs(val).sum())
+    if total == 0:
+        raise DiffCLError("the selected rows of graph have no edges; topic agreement is undefined.")
+    same = lab[row] == lab[col]
+    # agreement = sum_ij S_ij [y_i = y_j] / sum_ij S_ij
+    return _sig(float(np.abs(val[same]).sum()) / total)
+
+
+def _two_modality_weights(names: Sequence[str], image_weight: float) -> dict[str, float]:
+    if "image" not in names or len(names) != 2:
+        raise DiffCLError(
+            f"image_weight needs exactly two modalities, one named 'image'; the features have {list(names)}. "
+            "Pass weights={name: w, ...} instead."
+        )
+    if not 0.0 <= float(image_weight) <= 1.0:
+        raise DiffCLError(f"image_weight={image_weight} must lie in [0, 1] (the other modality gets 1 - w).")
+    other = next(m for m in names if m != "image")
+    return {"image": float(image_weight), other: 1.0 - float(image_weight)}
+
+
+def fused_knn_indices(
+    features: Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` neighbours of the *fused similarity* ``sum_m w_m cos_m(i, j)`` (self excluded).
+
+    Introduced in notebook 02 (item-item graph) as the alternative to fusing graphs ("early"
+    fusion; ours, not FREEDOM's). Concatenating ``sqrt(w_m) x_m / ||x_m||`` over the modalities
+    turns the weighted sum of cosines into one dot product, so :func:`knn_indices` does the rest.
+    """
+    names = list(features)
+    w = _resolve_weights(names, weights)
+    parts = []
+    for m in names:
+        x = _as_feature_tensor(features[m], name=f"features[{m!r}]")
+        # sqrt(w_m) * x_m / ||x_m||   (zero rows stay zero)
+        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        parts.append(x * float(np.sqrt(w[m])))
+    # <[a_1, a_2], [b_1, b_2]> = sum_m w_m cos_m(a, b)
+    return knn_indices(torch.cat(parts, dim=1), k=k)
+
+
+def fused_topic_agreement(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray | torch.Tensor,
+    k: int = 10,
+    image_weight: float | None = 0.1,
+    weights: Mapping[str, float] | None = None,
+    rows: np.ndarray | None = None,
+    fuse: str = "graph",
+) -> float:
+    """Topic agreement of the fused item-item graph for modality weights (notebook 02 widgets).
+
+    Introduced in notebook 02 (item-item graph). Weights: ``image_weight`` (image gets ``w``, the
+    other of exactly two modalities ``1 - w``; MMRec default 0.1) or a full ``weights`` dict
+    (``image_weight=None``). ``fuse="graph"`` is the FREEDOM/DiffCL recipe, ``S = sum_m w_m S_hat_m``
+    (:func:`item_item_graph`) scored with :func:`graph_topic_agreement`; ``fuse="similarity"``
+    takes the top-``k`` of the fused cosine (:func:`fused_knn_indices`) scored with
+    :func:`neighbour_topic_agreement`. ``rows`` restricts the items scored.
+    """
+    names = list(features)
+    if image_weight is not None and weights is not None:
+        raise DiffCLError("give image_weight or weights, not both (set image_weight=None to use weights).")
+    w = _two_modality_weights(names, image_weight) if image_weight is not None else _resolve_weights(names, weights)
+    if fuse == "graph":
+        g = item_item_graph(features, k=k, weights=w, layout="coo")
+        return graph_topic_agreement(g, labels, rows=rows)
+    if fuse == "similarity":
+        idx, _ = fused_knn_indices(features, k=k, weights=w)
+        lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        idx_np = idx.numpy()
+        if rows is not None:
+            r = np.asarray(rows)
+            sel = np.flatnonzero(r) if r.dtype == bool else r
+            # agreement over the selected items only: mean_{i in rows, j in N_k(i)} [y_j = y_i]
+            return _sig(float((lab[idx_np[sel]] == lab[sel][:, None]).mean()))
+        return neighbour_topic_agreement(idx_np, lab)
+    raise DiffCLError(f"fuse={fuse!r}: use 'graph' (sum of normalised kNN graphs) or 'similarity' (kNN of fused cosine).")
+
+
+def topic_agreement_sweep(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray | torch.Tensor,
+    k: int = 10,
+    image_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    groups: Mapping[str, np.ndarray | None] | None = None,
+    fuse: str = "graph",
+) -> dict[str, list[float]]:
+    """:func:`fused_topic_agreement` for many image weights and item groups at once (notebook 02 plots).
+
+    Introduced in notebook 02 (item-item graph). Same numbers as calling
+    :func:`fused_topic_agreement` per weight and group, but each modality's kNN graph is built
+    once (``fuse="graph"``). ``groups`` maps a name to a boolean row mask (``None`` = all items);
+    default ``{"all": None}``. A group without items gets ``nan``.
+    """
+    names = list(features)
+    groups = dict(groups) if groups is not None else {"all": None}
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    weights = [_two_modality_weights(names, w) for w in image_weights]
+    out: dict[str, list[float]] = {g: [] for g in groups}
+    empty = {g: m is not None and not np.asarray(m).any() for g, m in groups.items()}
+    if fuse == "graph":
+        _check_k(k, int(np.shape(features[names[0]])[0]), name=f"features[{names[0]!r}]")
+        per_mod = {m: knn_graph(features[m], k=k, layout="coo") for m in names}
+        for w in weights:
+            # S = sum_m w_m S_hat_m
+            terms = [w[m] * per_mod[m] for m in names if w[m] > 0]
+            fused = terms[0]
+            for term in terms[1:]:
+                fused = fused + term
+            fused = fused.coalesce()
+            for g, mask in groups.items():
+                out[g].append(float("nan") if empty[g] else graph_topic_agreement(fused, lab, rows=mask))
+        return out
+    if fuse != "similarity":
+        raise DiffCLError(f"fuse={fuse!r}: use 'graph' or 'similarity'.")
+    for w in weights:
+        idx = fused_knn_indices(features, k=k, weights=w)[0].numpy()
+        # mean_{i in group, j in N_k(i)} [y_j = y_i]
+        same = lab[idx] == lab[:, None]
+        for g, mask in groups.items():
+            rows = np.ones(len(lab), bool) if mask is None else np.asarray(mask, bool)
+            out[g].append(float("nan") if empty[g] else _sig(float(same[rows].mean())))
+    return out
+
+
+def knn_overlap(idx_a: np.ndarray | torch.Tensor, idx_b: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per item, the fraction of its ``k`` neighbours in ``idx_a`` that are also in ``idx_b``.
+
+    Introduced in notebook 02 (image vs text graphs): items whose image and text neighbourhoods
+    share nothing are suspects for a noisy modality. Both are ``(n, k)`` neighbour lists.
+    """
+    a = idx_a.detach().cpu().numpy() if isinstance(idx_a, torch.Tensor) else np.asarray(idx_a)
+    b = idx_b.detach().cpu().numpy() if isinstance(idx_b, torch.Tensor) else np.asarray(idx_b)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise DiffCLError(f"idx_a has shape {a.shape} and idx_b {b.shape}; expected two (n, k) arrays of the same shape.")
+    # overlap_i = |N_a(i) ∩ N_b(i)| / k
+    hits = (a[:, :, None] == b[:, None, :]).any(axis=2)
+    return hits.mean(axis=1)
+
+
+__all__ += [
+    "mean_pairwise_cosine",
+    "topic_separation",
+    "oversmoothing_curve",
+    "graph_topic_agreement",
+    "fused_knn_indices",
+    "fused_topic_agreement",
+    "topic_agreement_sweep",
+    "knn_overlap",
+]

@@ -1,0 +1,293 @@
+"""Tests of diffcl_lite.graphs: user-item adjacency, LightGCN, kNN item-item graph, summaries."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from diffcl_lite.errors import DiffCLError
+from diffcl_lite.graphs import (
+    bipartite_adjacency,
+    default_modality_weights,
+    graph_summary,
+    item_item_graph,
+    knn_graph,
+    knn_indices,
+    lightgcn_propagate,
+    neighbour_topic_agreement,
+    normalized_adjacency_scipy,
+    propagate_layers,
+)
+
+# 3 users, 3 items. User 2 has no interaction (isolated); (0, 1) appears twice.
+N_USERS, N_ITEMS = 3, 3
+TRAIN = np.array([[0, 0], [0, 1], [0, 1], [1, 1], [1, 2]], dtype=np.int64)
+
+
+def dense_reference(n_users: int, n_items: int, train: np.ndarray) -> np.ndarray:
+    """D^-1/2 A D^-1/2 computed densely, the textbook way."""
+    n = n_users + n_items
+    a = np.zeros((n, n))
+    for u, i in train:
+        a[u, n_users + i] = 1.0
+        a[n_users + i, u] = 1.0
+    deg = a.sum(1)
+    with np.errstate(divide="ignore"):
+        d = np.where(deg > 0, deg ** -0.5, 0.0)
+    return d[:, None] * a * d[None, :]
+
+
+# ------------------------------------------------------------------ user-item adjacency
+def test_bipartite_adjacency_matches_dense_formula_and_hand_values():
+    adj = bipartite_adjacency(N_USERS, N_ITEMS, TRAIN)
+    assert adj.layout == torch.sparse_csr and adj.dtype == torch.float32
+    dense = adj.to_dense().numpy()
+    np.testing.assert_allclose(dense, dense_reference(N_USERS, N_ITEMS, TRAIN), atol=1e-7)
+    # degrees: u0=2, u1=2, u2=0, i0=1, i1=2 (duplicate collapsed), i2=1
+    assert dense[0, 3] == pytest.approx(1 / np.sqrt(2 * 1))
+    assert dense[0, 4] == pytest.approx(1 / np.sqrt(2 * 2))
+    assert dense[1, 5] == pytest.approx(1 / np.sqrt(2 * 1))
+    # isolated user 2: zero row and column, no NaN/inf
+    assert np.isfinite(dense).all()
+    assert not dense[2].any() and not dense[:, 2].any()
+    # symmetric, no self loops, binary graph (duplicate (0,1) collapsed): 4 edges -> 8 non-zeros
+    np.testing.assert_allclose(dense, dense.T)
+    assert not np.diag(dense).any()
+    assert int((dense != 0).sum()) == 8
+
+
+def test_bipartite_adjacency_coo_equals_csr_and_scipy():
+    csr = bipartite_adjacency(N_USERS, N_ITEMS, TRAIN, layout="csr")
+    coo = bipartite_adjacency(N_USERS, N_ITEMS, TRAIN, layout="coo")
+    assert coo.layout == torch.sparse_coo and coo.is_coalesced()
+    torch.testing.assert_close(csr.to_dense(), coo.to_dense())
+    ref = normalized_adjacency_scipy(N_USERS, N_ITEMS, TRAIN)
+    assert sp.isspmatrix_csr(ref)
+    np.testing.assert_allclose(ref.toarray(), csr.to_dense().numpy(), atol=1e-7)
+
+
+def test_bipartite_adjacency_rejects_bad_ids():
+    with pytest.raises(DiffCLError, match="n_items"):
+        bipartite_adjacency(3, 3, np.array([[0, 3]]))
+    with pytest.raises(DiffCLError, match="train"):
+        bipartite_adjacency(3, 3, np.array([0, 1, 2]))
+    with pytest.raises(DiffCLError, match="layout"):
+        bipartite_adjacency(3, 3, TRAIN, layout="dense")
+
+
+# ------------------------------------------------------------------ LightGCN
+def test_lightgcn_equals_dense_and_gradients_reach_x():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 20, 15
+    train = np.stack([rng.integers(0, n_users, 80), rng.integers(0, n_items, 80)], 1)
+    a_dense = torch.tensor(dense_reference(n_users, n_items, train), dtype=torch.float32)
+    x = torch.randn(n_users + n_items, 4, requires_grad=True)
+    expected = (x + a_dense @ x + a_dense @ (a_dense @ x) + a_dense @ (a_dense @ (a_dense @ x))) / 4
+    for layout in ("csr", "coo"):
+        adj = bipartite_adjacency(n_users, n_items, train, layout=layout)
+        out = lightgcn_propagate(adj, x, 3)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+        (grad,) = torch.autograd.grad((out ** 2).sum(), x)
+        (grad_ref,) = torch.autograd.grad((expected ** 2).sum(), x, retain_graph=True)
+        assert grad.abs().sum() > 0
+        torch.testing.assert_close(grad, grad_ref, atol=1e-5, rtol=1e-5)
+    layers = propagate_layers(bipartite_adjacency(n_users, n_items, train), x, 2)
+    assert len(layers) == 3 and layers[0] is x
+    torch.testing.assert_close(layers[2], a_dense @ (a_dense @ x), atol=1e-5, rtol=1e-5)
+
+
+def test_csr_and_coo_propagate_identically():
+    rng = np.random.default_rng(1)
+    train = np.stack([rng.integers(0, 30, 200), rng.integers(0, 40, 200)], 1)
+    x = torch.randn(70, 8)
+    out_csr = lightgcn_propagate(bipartite_adjacency(30, 40, train, layout="csr"), x, 2)
+    out_coo = lightgcn_propagate(bipartite_adjacency(30, 40, train, layout="coo"), x, 2)
+    torch.testing.assert_close(out_csr, out_coo, atol=1e-6, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ kNN
+def brute_force_knn(feats: np.ndarray, k: int) -> np.ndarray:
+    x = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+
+def test_knn_indices_match_brute_force_and_blocking():
+    rng = np.random.default_rng(2)
+    feats = rng.standard_normal((37, 6)).astype(np.float32)
+    k = 4
+    idx, sim = knn_indices(feats, k=k, block_size=2048)
+    ref = brute_force_knn(feats.astype(np.float64), k)
+    np.testing.assert_array_equal(idx.numpy(), ref)
+    # similarities are the cosines, sorted in decreasing order
+    xn = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    np.testing.assert_allclose(sim.numpy(), np.take_along_axis(xn @ xn.T, ref, 1), atol=1e-5)
+    assert (sim[:, :-1] >= sim[:, 1:]).all()
+    # blockwise (3 x 3 tiles) equals one block
+    idx3, sim3 = knn_indices(feats, k=k, block_size=3)
+    np.testing.assert_array_equal(idx3.numpy(), idx.numpy())
+    torch.testing.assert_close(sim3, sim, atol=1e-6, rtol=1e-6)
+    # no self loops, k distinct neighbours per row
+    assert not (idx == torch.arange(37)[:, None]).any()
+    assert all(len(set(row)) == k for row in idx.tolist())
+
+
+def test_knn_graph_normalisation_formula_and_structure():
+    rng = np.random.default_rng(3)
+    feats = rng.random((25, 5)).astype(np.float32)
+    k = 3
+    g = knn_graph(feats, k=k, block_size=4)
+    assert g.layout == torch.sparse_csr and g.dtype == torch.float32
+    dense = g.to_dense().numpy()
+    # S_ij = 1 for the top-k of row i (not symmetrised), D = row sums, S_hat = D^-1/2 S D^-1/2
+    s = np.zeros((25, 25))
+    np.put_along_axis(s, brute_force_knn(feats.astype(np.float64), k), 1.0, axis=1)
+    d = s.sum(1) ** -0.5
+    np.testing.assert_allclose(dense, d[:, None] * s * d[None, :], atol=1e-7)
+    assert ((dense != 0).sum(1) == k).all()
+    assert not np.diag(dense).any()
+    np.testing.assert_allclose(dense[dense != 0], 1.0 / k, rtol=1e-6)
+    coo = knn_graph(feats, k=k, layout="coo")
+    assert coo.layout == torch.sparse_coo
+    np.testing.assert_allclose(coo.to_dense().numpy(), dense, atol=1e-7)
+
+
+def test_knn_zero_feature_row_is_isolated_without_nan():
+    rng = np.random.default_rng(4)
+    feats = rng.random((12, 4)).astype(np.float32)
+    feats[5] = 0.0
+    idx, sim = knn_indices(feats, k=3)
+    assert torch.isfinite(sim).all()
+    assert (sim[5] == 0).all()
+    dense = knn_graph(feats, k=3).to_dense()
+    assert torch.isfinite(dense).all()
+    assert not dense[5].any() and not dense[:, 5].any()
+    assert ((dense != 0).sum(1)[torch.arange(12) != 5] == 3).all()
+
+
+@pytest.mark.parametrize("k", [0, 5, 6])
+def test_knn_invalid_k_raises_naming_k(k):
+    feats = np.random.default_rng(5).random((5, 3)).astype(np.float32)
+    with pytest.raises(DiffCLError, match=r"k=") as err:
+        knn_graph(feats, k=k)
+    assert "n_items=5" in str(err.value)
+
+
+def test_knn_nan_or_inf_features_raise():
+    feats = np.random.default_rng(6).random((8, 3)).astype(np.float32)
+    feats[2, 1] = np.nan
+    with pytest.raises(DiffCLError, match="NaN"):
+        knn_graph(feats, k=2)
+    feats[2, 1] = np.inf
+    with pytest.raises(DiffCLError, match="inf"):
+        knn_indices(feats, k=2)
+
+
+# ------------------------------------------------------------------ fused item-item graph
+def _modalities(seed: int = 7, n: int = 30) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "image": rng.random((n, 6)).astype(np.float32),
+        "text": rng.standard_normal((n, 4)).astype(np.float32),
+    }
+
+
+def test_item_item_graph_default_weights_image_text():
+    feats = _modalities()
+    assert default_modality_weights(["image", "text"]) == {"image": 0.1, "text": 0.9}
+    assert default_modality_weights(["image", "audio", "text"]) == pytest.approx(
+        {"image": 1 / 3, "audio": 1 / 3, "text": 1 / 3}
+    )
+    fused = item_item_graph(feats, k=4).to_dense()
+    expected = 0.1 * knn_graph(feats["image"], k=4).to_dense() + 0.9 * knn_graph(feats["text"], k=4).to_dense()
+    torch.testing.assert_close(fused, expected)
+    # explicit weights are normalised to sum 1
+    fused2 = item_item_graph(feats, k=4, weights={"image": 1.0, "text": 3.0}).to_dense()
+    expected2 = 0.25 * knn_graph(feats["image"], k=4).to_dense() + 0.75 * knn_graph(feats["text"], k=4).to_dense()
+    torch.testing.assert_close(fused2, expected2)
+    # three modalities: equal weights
+    feats3 = {**feats, "audio": np.random.default_rng(8).random((30, 3)).astype(np.float32)}
+    fused3 = item_item_graph(feats3, k=4).to_dense()
+    expected3 = sum(knn_graph(v, k=4).to_dense() for v in feats3.values()) / 3
+    torch.testing.assert_close(fused3, expected3)
+
+
+def test_item_item_graph_rejects_unknown_weight_names():
+    with pytest.raises(DiffCLError, match="audio"):
+        item_item_graph(_modalities(), k=4, weights={"image": 0.5, "text": 0.5, "audio": 1.0})
+    with pytest.raises(DiffCLError, match="k="):
+        item_item_graph(_modalities(n=6), k=6)
+
+
+def test_item_item_graph_cache_hit_key_and_atomic_write(tmp_path, monkeypatch):
+    import diffcl_lite.graphs as graphs
+
+    feats = _modalities()
+    first = item_item_graph(feats, k=4, cache_dir=tmp_path)
+    files = sorted(os.listdir(tmp_path))
+    assert len(files) == 1 and files[0].endswith(".pt")  # no temporary file left behind
+    blob = torch.load(tmp_path / files[0], weights_only=True)
+    assert set(blob) >= {"indices", "values", "size"}
+
+    # second call: loaded from the cache, the kNN is not recomputed
+    def fail(*args, **kwargs):
+        raise AssertionError("knn_graph called although the graph is cached")
+
+    monkeypatch.setattr(graphs, "knn_graph", fail)
+    second = item_item_graph(feats, k=4, cache_dir=tmp_path)
+    torch.testing.assert_close(first.to_dense(), second.to_dense())
+    monkeypatch.undo()
+
+    # changing the features, k or the weights changes the key -> a new file
+    changed = {"image": feats["image"].copy(), "text": feats["text"]}
+    changed["image"][0, 0] += 1.0
+    item_item_graph(changed, k=4, cache_dir=tmp_path)
+    item_item_graph(feats, k=5, cache_dir=tmp_path)
+    item_item_graph(feats, k=4, weights={"image": 0.5, "text": 0.5}, cache_dir=tmp_path)
+    files = sorted(os.listdir(tmp_path))
+    assert len(files) == 4 and all(f.endswith(".pt") and not f.startswith(".") for f in files)
+
+
+# ------------------------------------------------------------------ summaries
+def test_graph_summary_bipartite_hand_case():
+    s = graph_summary(bipartite_adjacency(N_USERS, N_ITEMS, TRAIN), n_users=N_USERS)
+    assert s["nodes"] == 6 and s["users"] == 3 and s["items"] == 3
+    assert s["edges"] == 4 and s["symmetric"] is True
+    assert s["density"] == pytest.approx(4 / 9, rel=1e-5)
+    assert s["isolated"] == 1 and s["isolated_users"] == 1 and s["isolated_items"] == 0
+    # user degrees [2, 2, 0], item degrees [1, 2, 1]
+    assert s["user_degree"] == {"min": 0.0, "25%": 1.0, "median": 2.0, "75%": 2.0, "90%": 2.0, "max": 2.0,
+                                "mean": 1.33333}
+    assert s["item_degree"]["median"] == 1.0 and s["item_degree"]["max"] == 2.0
+    assert s["degree"]["mean"] == pytest.approx(8 / 6, rel=1e-5)
+    assert s == graph_summary(bipartite_adjacency(N_USERS, N_ITEMS, TRAIN, layout="coo"), n_users=N_USERS)
+
+
+def test_graph_summary_directed_and_undirected():
+    # path 0-1-2 plus isolated node 3 (symmetric)
+    a = np.zeros((4, 4))
+    a[0, 1] = a[1, 0] = a[1, 2] = a[2, 1] = 0.5
+    s = graph_summary(a)
+    assert s["edges"] == 2 and s["symmetric"] and s["isolated"] == 1
+    assert s["density"] == pytest.approx(2 / 6, rel=1e-5)
+    assert s["degree"]["max"] == 2.0 and s["degree"]["min"] == 0.0
+    # directed kNN-like graph
+    d = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 0], [1, 0, 0]], dtype=float))
+    s2 = graph_summary(d)
+    assert s2["edges"] == 3 and not s2["symmetric"]
+    assert s2["density"] == pytest.approx(0.5)
+    assert s2["in_degree"]["max"] == 2.0
+
+
+def test_neighbour_topic_agreement():
+    idx = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
+    labels = np.array([0, 0, 1, 1])
+    # row 0: 1 of 2 agree; row 1: 1/2; row 2: 1/2; row 3: 1/2
+    assert neighbour_topic_agreement(idx, labels) == pytest.approx(0.5)
+    assert neighbour_topic_agreement(torch.tensor([[1], [0], [3], [2]]), torch.tensor(labels)) == 1.0
+    with pytest.raises(DiffCLError):
+        neighbour_topic_agreement(idx, labels[:3])
