@@ -608,7 +608,7 @@ def neighbour_topic_agreement(idx: np.ndarray | torch.Tensor, labels: np.ndarray
 # ---------------------------------------------------------------------------------------------
 # Notebook 01: over-smoothing measures (how alike LightGCN layers make the embeddings)
 # ---------------------------------------------------------------------------------------------
-def _unit_rows(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _unit_rows_f64(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(unit rows of x in float64 without the all-zero rows, mask of the rows kept)``; cosine is undefined for 0."""
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
     if t.ndim != 2:
@@ -627,7 +627,7 @@ def mean_pairwise_cosine(x: np.ndarray | torch.Tensor) -> float:
     matrix: with unit rows ``u_i`` and ``s = sum_i u_i``,
     ``sum_{i != j} u_i . u_j = ||s||^2 - n``. 1.0 means every row points the same way.
     """
-    u, _ = _unit_rows(x)
+    u, _ = _unit_rows_f64(x)
     n = u.shape[0]
     if n < 2:
         raise DiffCLError(f"x has {n} non-zero row(s); mean_pairwise_cosine needs at least 2.")
@@ -647,7 +647,7 @@ def topic_separation(x: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Te
     n_rows = x.shape[0]
     if lab.ndim != 1 or lab.shape[0] != n_rows:
         raise DiffCLError(f"labels has shape {lab.shape} but x has {n_rows} rows; give one label per row.")
-    u, keep = _unit_rows(x)
+    u, keep = _unit_rows_f64(x)
     lab = lab[keep.numpy()]
     n = u.shape[0]
     s = u.sum(dim=0)
@@ -740,7 +740,7 @@ def graph_topic_agreement(
     return _sig(float(np.abs(val[same]).sum()) / total)
 
 
-def _two_modality_weights(names: Sequence[str], image_weight: float) -> dict[str, float]:
+def _image_weight_split(names: Sequence[str], image_weight: float) -> dict[str, float]:
     if "image" not in names or len(names) != 2:
         raise DiffCLError(
             f"image_weight needs exactly two modalities, one named 'image'; the features have {list(names)}. "
@@ -794,7 +794,7 @@ def fused_topic_agreement(
     names = list(features)
     if image_weight is not None and weights is not None:
         raise DiffCLError("give image_weight or weights, not both (set image_weight=None to use weights).")
-    w = _two_modality_weights(names, image_weight) if image_weight is not None else _resolve_weights(names, weights)
+    w = _image_weight_split(names, image_weight) if image_weight is not None else _resolve_weights(names, weights)
     if fuse == "graph":
         g = item_item_graph(features, k=k, weights=w, layout="coo")
         return graph_topic_agreement(g, labels, rows=rows)
@@ -829,7 +829,7 @@ def topic_agreement_sweep(
     names = list(features)
     groups = dict(groups) if groups is not None else {"all": None}
     lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    weights = [_two_modality_weights(names, w) for w in image_weights]
+    weights = [_image_weight_split(names, w) for w in image_weights]
     out: dict[str, list[float]] = {g: [] for g in groups}
     empty = {g: m is not None and not np.asarray(m).any() for g, m in groups.items()}
     if fuse == "graph":
