@@ -26,14 +26,18 @@ Conventions (which are the paper's and which are ours)
 * Sparse layout: every graph builder takes ``layout="csr"`` (default) or ``"coo"``. CSR is
   faster for ``torch.sparse.mm`` on CPU (forward and backward); both give the same numbers.
   All graphs are ``float32``.
-* The dense ``n x n`` similarity matrix never exists: it is computed ``block_size`` rows at
-  a time, so 23k items with 4096-d features fit in a few GB.
+* The dense ``n x n`` similarity matrix never exists: it is computed in
+  ``block_size x block_size`` tiles (upper triangle only, it is symmetric), so 23k items with
+  4096-d features fit in about 1.3 GB.
+
+The end of the module holds the measures behind the notebook 01-02 plots and widgets
+(over-smoothing curves, topic agreement of the item-item graph, kNN overlap).
 """
 from __future__ import annotations
 
 import io
 import logging
-import os
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -61,6 +65,14 @@ __all__ = [
     "features_hash",
     "graph_summary",
     "neighbour_topic_agreement",
+    "mean_pairwise_cosine",
+    "topic_separation",
+    "oversmoothing_curve",
+    "graph_topic_agreement",
+    "fused_knn_indices",
+    "fused_topic_agreement",
+    "topic_agreement_sweep",
+    "knn_overlap",
 ]
 
 _LAYOUTS = ("csr", "coo")
@@ -294,17 +306,27 @@ def knn_indices(
     ``device`` (default: the features' device, CPU for numpy).
     """
     x = _as_feature_tensor(features)
-    n = x.shape[0]
-    k = _check_k(k, n)
-    if int(block_size) < 1:
-        raise DiffCLError(f"block_size={block_size} must be >= 1 (2048 rows is a good default).")
-    block_size = int(block_size)
+    k = _check_k(k, x.shape[0])
     if device is not None:
         x = x.to(device)
+    return _topk_dot(_unit_rows(x), k, block_size, progress)
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
     # ||x_i||_2, with zero rows kept at zero below
     norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     # x_i <- x_i / ||x_i||   (cosine similarity becomes a dot product)
-    x = x / norms.clamp_min(torch.finfo(x.dtype).tiny)
+    return x / norms.clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def _topk_dot(
+    x: torch.Tensor, k: int, block_size: int, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of ``x_i . x_j`` over ``j != i`` for every row, computed in tiles (see :func:`knn_indices`)."""
+    if int(block_size) < 1:
+        raise DiffCLError(f"block_size={block_size} must be >= 1 (2048 rows is a good default).")
+    block_size = int(block_size)
+    n = x.shape[0]
     # Running top-k lists, filled block pair by block pair. sim is symmetric (sim_ij = sim_ji), so
     # only the blocks (I, J) with J >= I are computed: C = X_I X_J^T serves the rows of I, and C^T
     # serves the rows of J. This halves the work of the n x n similarity (the dominant cost).
@@ -882,3 +904,294 @@ __all__ += [
     "topic_agreement_sweep",
     "knn_overlap",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Measures behind the notebook 01-02 plots and widgets (pure functions, tested)
+# ---------------------------------------------------------------------------------------------
+def _as_float64(x: Any) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return arr.astype(np.float64, copy=False)
+
+
+def _rows_index(rows: Any, n: int) -> np.ndarray:
+    """Row selection (None, slice, index list or boolean mask of length n) as an index array."""
+    if rows is None:
+        return np.arange(n)
+    if isinstance(rows, slice):
+        return np.arange(n)[rows]
+    r = rows.detach().cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+    if r.dtype == bool:
+        if r.shape != (n,):
+            raise DiffCLError(f"rows is a boolean mask of shape {r.shape}; it needs one entry per item ({n}).")
+        return np.flatnonzero(r)
+    r = r.astype(np.int64).ravel()
+    if r.size and (r.min() < 0 or r.max() >= n):
+        raise DiffCLError(f"rows holds ids outside 0..{n - 1}.")
+    return r
+
+
+def mean_pairwise_cosine(x: np.ndarray | torch.Tensor) -> float:
+    """Mean cosine similarity over all pairs ``i != j`` of non-zero rows (over-smoothing measure).
+
+    Introduced in notebook 01 (over-smoothing). 1.0 means all rows point the same way. Uses
+    ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - n`` (unit rows ``u``), so no ``n x n`` matrix.
+    """
+    arr = _as_float64(x)
+    if arr.ndim != 2:
+        raise DiffCLError(f"x has shape {arr.shape}; expected a 2-D array of embeddings (n, d).")
+    norms = np.linalg.norm(arr, axis=1)
+    u = arr[norms > 0] / norms[norms > 0, None]
+    n = u.shape[0]
+    if n < 2:
+        raise DiffCLError(f"x has {n} non-zero row(s); the mean pairwise cosine needs at least 2.")
+    # mean_{i != j} cos(x_i, x_j) = (||sum_i u_i||^2 - n) / (n (n - 1))
+    total = u.sum(axis=0)
+    return float((total @ total - n) / (n * (n - 1)))
+
+
+def topic_separation(x: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Mean cosine of same-topic pairs minus mean cosine of different-topic pairs (``i != j``).
+
+    Introduced in notebook 01 (over-smoothing): positive means a dot product can still tell
+    topics apart; it falls to 0 when propagation smooths everything together. Zero rows are
+    ignored. Per-topic sums keep it ``O(n d)``.
+    """
+    arr = _as_float64(x)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if arr.ndim != 2 or lab.shape != (arr.shape[0],):
+        raise DiffCLError(
+            f"x has shape {arr.shape} and labels {lab.shape}; topic_separation needs one label per row of x."
+        )
+    norms = np.linalg.norm(arr, axis=1)
+    keep = norms > 0
+    u, lab = arr[keep] / norms[keep, None], lab[keep]
+    n = u.shape[0]
+    _, inv, counts = np.unique(lab, return_inverse=True, return_counts=True)
+    # S_c = sum_{i in c} u_i
+    per_topic = np.zeros((len(counts), u.shape[1]))
+    np.add.at(per_topic, inv, u)
+    total = u.sum(axis=0)
+    # sum over same-topic pairs i != j: sum_c ||S_c||^2 - n
+    same_sum = float((per_topic * per_topic).sum() - n)
+    same_pairs = float((counts * (counts - 1)).sum())
+    # sum over all pairs i != j: ||sum_i u_i||^2 - n
+    all_sum, all_pairs = float(total @ total - n), float(n * (n - 1))
+    diff_pairs = all_pairs - same_pairs
+    if diff_pairs <= 0:
+        raise DiffCLError("labels hold a single topic: there is no different-topic pair to compare with.")
+    if same_pairs <= 0:
+        raise DiffCLError("every topic has one item: there is no same-topic pair to compare with.")
+    # separation = mean_same cos - mean_diff cos
+    return same_sum / same_pairs - (all_sum - same_sum) / diff_pairs
+
+
+def oversmoothing_curve(
+    adj: torch.Tensor,
+    x: torch.Tensor,
+    max_layers: int,
+    nodes: Any = None,
+    readout: str = "layer",
+    measure: str = "cosine",
+    labels: Any = None,
+) -> list[float]:
+    """A measure of the node embeddings after ``L = 0..max_layers`` propagation layers.
+
+    Introduced in notebook 01 (over-smoothing widget). ``readout="layer"`` measures ``E^(L)``,
+    ``"mean"`` LightGCN's readout ``mean_{l<=L} E^(l)``. ``measure="cosine"`` is
+    :func:`mean_pairwise_cosine`, ``"separation"`` is :func:`topic_separation` (needs
+    ``labels``, one per selected node). ``nodes`` selects rows (slice, ids or mask; default all).
+    Returns ``max_layers + 1`` floats.
+    """
+    if readout not in ("layer", "mean"):
+        raise DiffCLError(f"readout={readout!r} must be 'layer' (E^(L)) or 'mean' (LightGCN's readout).")
+    if measure not in ("cosine", "separation"):
+        raise DiffCLError(f"measure={measure!r} must be 'cosine' or 'separation'.")
+    if measure == "separation" and labels is None:
+        raise DiffCLError("measure='separation' needs labels (one topic per selected node); pass labels=...")
+    x = torch.as_tensor(x)
+    sel = _rows_index(nodes, x.shape[0])
+
+    def score(e: torch.Tensor) -> float:
+        rows = e.detach()[torch.as_tensor(sel, device=e.device)]
+        return mean_pairwise_cosine(rows) if measure == "cosine" else topic_separation(rows, labels)
+
+    out = []
+    with torch.no_grad():
+        layers = propagate_layers(adj, x, int(max_layers))
+        running = torch.zeros_like(x)
+        for depth, e in enumerate(layers):
+            running = running + e
+            # readout: E^(L)  or  1/(L+1) sum_{l<=L} E^(l)
+            out.append(score(e if readout == "layer" else running / (depth + 1)))
+    return out
+
+
+def graph_topic_agreement(s: Any, labels: np.ndarray | torch.Tensor, rows: Any = None) -> float:
+    """Share of edge weight that links items of the same topic: ``sum S_ij [l_i = l_j] / sum S_ij``.
+
+    Introduced in notebook 02 (item-item graph). ``rows`` restricts the sum to some items
+    (ids or boolean mask). For an unweighted kNN graph this is :func:`neighbour_topic_agreement`.
+    """
+    value = _graph_agreement(s, labels, rows)
+    if np.isnan(value):
+        raise DiffCLError("the graph has no edges from the selected rows; there is nothing to measure.")
+    return value
+
+
+def _graph_agreement(s: Any, labels: Any, rows: Any = None) -> float:
+    row, col, val, shape = _to_coo_parts(s)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.shape != (shape[0],):
+        raise DiffCLError(f"labels has shape {lab.shape}; it needs one label per node ({shape[0]}).")
+    if rows is not None:
+        mask = np.zeros(shape[0], dtype=bool)
+        mask[_rows_index(rows, shape[0])] = True
+        keep = mask[row]
+        row, col, val = row[keep], col[keep], val[keep]
+    total = val.sum()
+    if total == 0:
+        return float("nan")
+    # agreement = sum_ij S_ij [l_i == l_j] / sum_ij S_ij
+    return float(val[lab[row] == lab[col]].sum() / total)
+
+
+def fused_knn_indices(
+    features: Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
+    block_size: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` neighbours of the fused similarity ``sum_m w_m cos_m(i, j)`` (similarity fusion).
+
+    Introduced in notebook 02 (item-item graph), as the alternative to FREEDOM's graph fusion
+    (:func:`item_item_graph`, ``sum_m w_m S_hat_m``). Weights as in :func:`item_item_graph`.
+    Rows ``sqrt(w_m) u_m`` are concatenated, so the dot product is the fused cosine.
+    """
+    names = list(features)
+    if not names:
+        raise DiffCLError("features is empty; pass {modality name: array (n_items, d)}.")
+    w = _resolve_weights(names, weights)
+    parts = []
+    for m in names:
+        if w[m] == 0.0:
+            continue
+        x = _as_feature_tensor(features[m], name=f"features[{m!r}]")
+        # sqrt(w_m) u_m, so that <., .> = sum_m w_m cos_m
+        parts.append(math.sqrt(w[m]) * _unit_rows(x))
+    z = torch.cat(parts, dim=1)
+    k = _check_k(k, z.shape[0])
+    return _topk_dot(z, k, block_size)
+
+
+def _pair_weights(names: Sequence[str], image_weight: float | None, weights: Mapping[str, float] | None):
+    if image_weight is not None and weights is not None:
+        raise DiffCLError("give image_weight or weights, not both.")
+    if image_weight is None:
+        return weights
+    if not 0.0 <= float(image_weight) <= 1.0:
+        raise DiffCLError(f"image_weight={image_weight} must lie in [0, 1] (text weight = 1 - image_weight).")
+    if len(names) != 2 or "image" not in names:
+        raise DiffCLError(
+            f"image_weight needs exactly two modalities, one named 'image'; got {list(names)}. Use weights=... instead."
+        )
+    other = next(m for m in names if m != "image")
+    return {"image": float(image_weight), other: 1.0 - float(image_weight)}
+
+
+def fused_topic_agreement(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray | torch.Tensor,
+    k: int = 10,
+    image_weight: float | None = None,
+    rows: Any = None,
+    fuse: str = "graph",
+    weights: Mapping[str, float] | None = None,
+    block_size: int = 2048,
+) -> float:
+    """Topic agreement of the fused item-item graph, for one fusion weight (notebook 02 widget).
+
+    Introduced in notebook 02 (item-item graph). ``fuse="graph"``: FREEDOM's
+    ``sum_m w_m S_hat_m`` measured with :func:`graph_topic_agreement`; ``fuse="similarity"``:
+    kNN of the fused cosine (:func:`fused_knn_indices`) measured with
+    :func:`neighbour_topic_agreement`. Weights from ``image_weight`` (two modalities, one named
+    image; the other gets ``1 - image_weight``) or ``weights`` (not both; default MMRec's).
+    """
+    if fuse not in ("graph", "similarity"):
+        raise DiffCLError(f"fuse={fuse!r} must be 'graph' (FREEDOM) or 'similarity'.")
+    w = _pair_weights(list(features), image_weight, weights)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if fuse == "graph":
+        return graph_topic_agreement(
+            item_item_graph(features, k=k, weights=w, block_size=block_size, layout="coo"), lab, rows=rows
+        )
+    idx, _ = fused_knn_indices(features, k=k, weights=w, block_size=block_size)
+    sel = _rows_index(rows, idx.shape[0])
+    if sel.size == 0:
+        raise DiffCLError("rows selects no item; there is nothing to measure.")
+    return _neighbour_agreement_rows(idx.numpy(), lab, sel)
+
+
+def _neighbour_agreement_rows(idx: np.ndarray, labels: np.ndarray, sel: np.ndarray) -> float:
+    """:func:`neighbour_topic_agreement` restricted to the rows ``sel`` (NaN when empty)."""
+    if sel.size == 0:
+        return float("nan")
+    # mean_{i in sel, j in N_k(i)} [l_j == l_i]
+    return float((labels[idx[sel]] == labels[sel][:, None]).mean())
+
+
+def topic_agreement_sweep(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray | torch.Tensor,
+    k: int = 10,
+    image_weights: Sequence[float] = (0.0, 0.1, 0.5, 0.9, 1.0),
+    groups: Mapping[str, Any] | None = None,
+    fuse: str = "graph",
+    block_size: int = 2048,
+) -> dict[str, list[float]]:
+    """:func:`fused_topic_agreement` for every image weight and item group (NaN for an empty group).
+
+    Introduced in notebook 02 (item-item graph widget). ``groups`` maps a name to a row
+    selection (``None`` = all items); default ``{"all": None}``. With ``fuse="graph"`` the two
+    per-modality kNN graphs are built once and re-weighted for each ``w``.
+    """
+    if fuse not in ("graph", "similarity"):
+        raise DiffCLError(f"fuse={fuse!r} must be 'graph' (FREEDOM) or 'similarity'.")
+    names = list(features)
+    _pair_weights(names, 0.5, None)  # validates: two modalities, one named image
+    other = next(m for m in names if m != "image")
+    groups = {"all": None} if groups is None else dict(groups)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    n = lab.shape[0]
+    sels = {g: _rows_index(r, n) for g, r in groups.items()}
+    out: dict[str, list[float]] = {g: [] for g in groups}
+    if fuse == "graph":
+        g_img = knn_graph(features["image"], k=k, block_size=block_size, layout="coo")
+        g_oth = knn_graph(features[other], k=k, block_size=block_size, layout="coo")
+    for w in image_weights:
+        w = float(w)
+        if not 0.0 <= w <= 1.0:
+            raise DiffCLError(f"image_weights holds {w}; every weight must lie in [0, 1].")
+        if fuse == "graph":
+            # S = w S_hat_image + (1 - w) S_hat_other
+            fused = (w * g_img + (1.0 - w) * g_oth).coalesce()
+            for g, sel in sels.items():
+                out[g].append(_graph_agreement(fused, lab, sel) if sel.size else float("nan"))
+        else:
+            idx, _ = fused_knn_indices(features, k=k, weights={"image": w, other: 1.0 - w}, block_size=block_size)
+            idx_np = idx.numpy()
+            for g, sel in sels.items():
+                out[g].append(_neighbour_agreement_rows(idx_np, lab, sel))
+    return out
+
+
+def knn_overlap(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per row, the share of ``a``'s ``k`` neighbours that are also in ``b``'s: ``|a_i & b_i| / k``.
+
+    Introduced in notebook 02 (comparing the kNN lists of two modalities or two embeddings).
+    """
+    a_np = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    b_np = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
+    if a_np.shape != b_np.shape or a_np.ndim != 2:
+        raise DiffCLError(f"a has shape {a_np.shape} and b {b_np.shape}; both must be (n, k) with the same shape.")
+    # overlap_i = |N_a(i) & N_b(i)| / k
+    hits = (a_np[:, :, None] == b_np[:, None, :]).any(axis=2).sum(axis=1)
+    return hits / a_np.shape[1]

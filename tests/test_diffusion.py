@@ -202,7 +202,16 @@ def test_p_sample_deterministic_without_noise():
         diff.q_sample(xt, torch.full((5,), 3))
 
 
-def test_denoiser_learns_and_loss_decreases():
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids thread contention on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_denoiser_learns_and_loss_decreases(one_thread):
     torch.manual_seed(0)
     diff = GaussianDiffusion(make_schedule("linear-var", steps=5, scale=1.0))
     x0 = torch.randn(64, 8)
