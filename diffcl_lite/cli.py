@@ -94,7 +94,7 @@ def model_config_from_args(args: argparse.Namespace) -> DiffCLConfig:
 
 def train_config_from_args(args: argparse.Namespace, default_epochs: int = 100) -> TrainConfig:
     return TrainConfig(
-        epochs=args.epochs or default_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        epochs=default_epochs if args.epochs is None else args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         eval_every=args.eval_every, patience=args.patience, eval_batch_size=args.eval_batch_size, seed=args.seed,
         max_batches=args.max_batches, checkpoint_dir=args.checkpoint_dir, resume=args.resume, progress=not args.quiet,
     )
