@@ -78,15 +78,23 @@ def _check_layout(layout: str) -> str:
     return layout
 
 
+def _coo_tensor(indices: torch.Tensor, values: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``torch.sparse_coo_tensor`` without the invariant check (the parts are valid by construction).
+
+    Some torch versions warn "Sparse invariant checks are implicitly disabled" even when
+    ``check_invariants=False`` is passed; the warning is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse invariant checks.*")
+        return torch.sparse_coo_tensor(indices, values, size, check_invariants=False)
+
+
 def _sparse_from_coo(
     indices: torch.Tensor, values: torch.Tensor, size: tuple[int, int], device: Any = None, layout: str = "csr"
 ) -> torch.Tensor:
     """Build a coalesced float32 torch sparse tensor (COO or CSR) from COO parts."""
     _check_layout(layout)
-    # The invariants are guaranteed by construction; opting out explicitly silences torch's warning.
-    coo = torch.sparse_coo_tensor(
-        indices.long(), values.float(), size, check_invariants=False
-    ).coalesce()
+    coo = _coo_tensor(indices.long(), values.float(), size).coalesce()
     if device is not None:
         coo = coo.to(device)
     if layout == "coo":
@@ -492,9 +500,7 @@ def item_item_graph(
         parts_idx.append(g.indices())
         # S = sum_m w_m S_hat_m
         parts_val.append(w[m] * g.values())
-    fused = torch.sparse_coo_tensor(
-        torch.cat(parts_idx, dim=1), torch.cat(parts_val), (n, n), check_invariants=False
-    ).coalesce()
+    fused = _coo_tensor(torch.cat(parts_idx, dim=1), torch.cat(parts_val), (n, n)).coalesce()
     if cache_path is not None:
         buf = io.BytesIO()
         torch.save(
