@@ -10,7 +10,7 @@ LAB_ARGS ?=
 PYTEST_ARGS ?=
 # Extra prerequisites of `make test` (e.g. a student-copy check); targets
 # named here run before pytest. See the `test` target.
-TEST_PREREQS ?=
+TEST_PREREQS ?= student-verify
 
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -54,6 +54,13 @@ lab: $(STAMP) ## Start JupyterLab on notebooks/ (extra flags: LAB_ARGS="--no-bro
 # target to TEST_PREREQS (e.g. `TEST_PREREQS ?= student-verify`).
 test: $(STAMP) $(TEST_PREREQS) ## Run the test suite (extra flags: PYTEST_ARGS="-m 'not slow' -x")
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: student student-verify
+student: $(STAMP) ## Build the student copies in student/ from notebooks/ (commit them with the notebooks)
+	$(VENV_PY) -m diffcl_lite classroom student
+
+student-verify: $(STAMP) ## Fail when student/ is stale (run by `make test`; fix: make student)
+	$(VENV_PY) -m diffcl_lite classroom student --verify
 
 clean: ## Remove the venv (VENV), caches, build files and site/
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site *.egg-info

@@ -40,8 +40,11 @@ class CheckResult:
         return f'<div style="color:{color};font-family:monospace">{mark} <b>{self.name}</b>: {text}</div>'
 
 
-#: every result of this kernel, in order (the grader reads them; see ``results_json``)
+#: every result of this kernel, in order (see ``results_json``)
 RESULTS: list[CheckResult] = []
+
+#: set by the grader for hidden checks: never print an expected value, whatever ``reveal`` says
+_HIDE_EXPECTED = False
 
 
 def results_json() -> list[dict[str, Any]]:
@@ -104,6 +107,7 @@ def _compare(
     reveal: bool = False,
     points: float = 1.0,
 ) -> CheckResult:
+    reveal = reveal and not _HIDE_EXPECTED
     try:
         v = _to_numpy(value)
         e = _to_numpy(expected)
