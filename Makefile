@@ -62,6 +62,14 @@ student: $(STAMP) ## Build the student copies in student/ from notebooks/ (commi
 student-verify: $(STAMP) ## Fail when student/ is stale (run by `make test`; fix: make student)
 	$(VENV_PY) -m diffcl_lite classroom student --verify
 
+# Static site: the lesson notebooks executed (SITE_MODE=fast|full) and rendered to HTML in site/,
+# with the widget renderer, require.js, MathJax and plotly.js served from site/_static (works offline).
+SITE_MODE ?= fast
+SITE_ARGS ?=
+.PHONY: site
+site: $(STAMP) ## Render the executed notebooks to HTML in site/ (SITE_MODE=fast|full, SITE_ARGS="--only 03")
+	$(VENV_PY) -m diffcl_lite.site --mode $(SITE_MODE) --out site $(SITE_ARGS)
+
 clean: ## Remove the venv (VENV), caches, build files and site/
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site *.egg-info
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
