@@ -24,6 +24,10 @@ from pathlib import Path
 if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     # run as a script: do not let the package folder shadow top-level modules (io, utils, ...)
     sys.path.pop(0)
+if __name__ == "__main__":
+    # nbformat -> jsonschema -> rfc3987_syntax builds a grammar at import (1-2 s per worker); the
+    # worker never validates IRI formats, and jsonschema treats the module as optional
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -38,6 +42,8 @@ log = logging.getLogger("diffcl_lite.classroom_exec")
 
 #: how often the memory watchdog looks at the kernel's processes (seconds)
 WATCHDOG_PERIOD_S = 0.2
+#: outputs of one cell beyond this many characters are dropped
+MAX_OUTPUT_CHARS = 2_000_000
 
 
 def kernel_argv(memory_mb: int | None, cpu_s: int | None, python: str | None = None) -> list[str]:
@@ -129,8 +135,27 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
 
     report: dict[str, Any] = {"status": "complete", "stopped_at": None, "message": "", "seconds": 0.0,
                               "startup_seconds": 0.0, "peak_rss_mb": None, "errors": []}
+    class _CappedClient(NotebookClient):
+        """Drops a cell's outputs beyond ``MAX_OUTPUT_CHARS`` (a print loop must not exhaust the grader's memory)."""
+
+        def output(self, outs: Any, msg: dict[str, Any], display_id: Any, cell_index: int) -> Any:
+            if msg.get("msg_type") != "error":
+                content = msg.get("content", {})
+                size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
+                used = sizes.get(cell_index, 0)
+                sizes[cell_index] = used + size
+                if used + size > MAX_OUTPUT_CHARS:
+                    if used <= MAX_OUTPUT_CHARS:
+                        outs.append(nbformat_output("stream", name="stderr",
+                                                    text=f"[grader: output beyond {MAX_OUTPUT_CHARS} characters dropped]\n"))
+                    return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    from nbformat.v4 import new_output as nbformat_output
+
+    sizes: dict[int, int] = {}
     km = AsyncKernelManager(kernel_name="diffcl-grader", kernel_spec_manager=_OneSpec())
-    client = NotebookClient(nb, km=km, timeout=None, allow_errors=True, startup_timeout=startup_timeout_s,
+    client = _CappedClient(nb, km=km, timeout=None, allow_errors=True, startup_timeout=startup_timeout_s,
                             shutdown_kernel="immediate", kernel_name="diffcl-grader",
                             resources={"metadata": {"path": str(cwd)}})
     watchdog: _Watchdog | None = None

@@ -522,6 +522,7 @@ def scan_submissions(root: Path, names: set[str]) -> tuple[dict[str, dict[str, P
 
 def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConfig | None = None) -> GradeResult:
     """Grade every ``SUBMISSIONS/<student>/<notebook>.ipynb``; write ``grades.csv``, ``summary.md`` and ``runs/``."""
+    import nbformat
     from tqdm.auto import tqdm
 
     cfg = cfg or GradeConfig()
@@ -564,17 +565,15 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
     log.info("grading %d run(s) (%d calibration) with %d job(s)", len(to_run), len(graded), jobs)
 
     def work(task: _Task) -> _Task:
-        master = masters[task.notebook]
         try:
-            nb, task.notes = build_run(master, task.sub)
+            nb, task.notes = build_run(masters[task.notebook], task.sub)
             if task.sub is not None:
                 task.learner_sources = [source_of(c) for c in nb.cells
                                         if c.metadata.get("diffcl_grader", {}).get("role") == "learner"]
-        except Exception as exc:  # a submission so odd that the run cannot be built
-            log.exception("could not build the grading run of %s/%s", task.student, task.notebook)
+            task.executed, task.report, task.seconds = run_notebook(nb, cfg, threads)
+        except Exception as exc:  # a submission so odd that the run cannot even be built: a row, not a crash
+            log.exception("could not grade %s/%s", task.student, task.notebook)
             task.status, task.message = "grader-error", f"could not prepare the run: {type(exc).__name__}: {exc}"
-            return task
-        task.executed, task.report, task.seconds = run_notebook(nb, cfg, threads)
         return task
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -589,7 +588,11 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
         if task.student is not None:
             continue
         master = masters[task.notebook]
-        states, stop = parse_run(task.executed, task.report, master)
+        try:
+            states, stop = parse_run(task.executed, task.report, master)
+        except Exception as exc:  # pragma: no cover - the grader's own notebook is unreadable
+            log.exception("calibration of %s failed", task.notebook)
+            states, stop = {ex_id: _ExState() for ex_id in master.exercises}, f"{type(exc).__name__}: {exc}"
         expected[task.notebook] = {}
         bad = []
         for ex_id, st in states.items():
@@ -612,18 +615,17 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
     rows: list[Row] = []
     run_seconds: list[float] = []
     runs_dir = out / "runs"
-    for task in tasks:
-        if task.student is None:
-            continue
+    def rows_of(task: _Task) -> None:
         master = masters[task.notebook]
         if task.seconds is not None:
             run_seconds.append(task.seconds)
         if task.executed is not None:
             dest = runs_dir / task.student / task.notebook
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            import nbformat
-
-            nbformat.write(task.executed, str(dest))
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(task.executed, str(dest))
+            except Exception as exc:  # the executed copy is a convenience: its loss costs no row
+                log.warning("could not save %s: %s", dest, exc)
         if task.status:
             for ex in master.exercises.values():
                 rows.append(Row(task.student, task.notebook, ex.id, 0.0, ex.points,
@@ -632,7 +634,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
                                 task.status))
             if task.status != "missing":
                 problems.append(f"{task.student}/{task.notebook}: {task.status} — {task.message}")
-            continue
+            return
         states, stop = parse_run(task.executed, task.report, master)
         status = task.report.get("status", "grader-error")
         flags = static_flags(task.learner_sources)
@@ -652,6 +654,21 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
             problems.append(f"{task.student}/{task.notebook}: {status} — {stop or task.report.get('message', '')}")
         if flag_text:
             problems.append(f"{task.student}/{task.notebook}: review suggested — {flag_text}")
+
+    for task in tasks:
+        if task.student is None:
+            continue
+        n_before = len(rows)
+        try:
+            rows_of(task)
+        except Exception as exc:  # never lose a row: whatever went wrong, every exercise gets one
+            log.exception("could not score %s/%s", task.student, task.notebook)
+            del rows[n_before:]
+            for ex in masters[task.notebook].exercises.values():
+                rows.append(Row(task.student, task.notebook, ex.id, 0.0, ex.points,
+                                f"not graded: the grader failed on this submission ({type(exc).__name__}: {exc})",
+                                status="grader-error"))
+            problems.append(f"{task.student}/{task.notebook}: grader-error — {type(exc).__name__}: {exc}")
     wall = time.monotonic() - t_start
     result = GradeResult(out, rows, problems, calibration, wall, run_seconds, jobs)
     out.mkdir(parents=True, exist_ok=True)
