@@ -59,6 +59,7 @@ class DiffCLConfig:
     view_kind: str = "diffusion"            # "diffusion" (DiffCL) or "random" (SimGCL baseline)
     cl_temperature: float = 0.2
     lambda_cl: float = 0.05
+    cl_max_nodes: int | None = 512           # contrast/align at most this many users (and items) per batch
     random_eps: float = 0.1                 # SimGCL noise magnitude for view_kind="random"
     # diffusion (DiffMM / DiffRec defaults)
     schedule: str = "linear-var"
@@ -69,7 +70,7 @@ class DiffCLConfig:
     view_steps: int | None = None           # forward steps of a view (None: all)
     sampling_noise: bool = False
     snr_weighted: bool = False
-    denoiser_hidden: int = 256
+    denoiser_hidden: int = 128
     lambda_diff: float = 1.0
     # alignment (paper: align visual/textual through stable ID embeddings)
     use_align: bool = True
@@ -89,6 +90,7 @@ class DiffCLConfig:
             (self.align_kind in ("infonce", "moments"), "align_kind must be 'infonce' or 'moments'"),
             (self.fusion in ("softmax", "mean"), "fusion must be 'softmax' or 'mean'"),
             (self.cl_temperature > 0 and self.align_temperature > 0, "temperatures must be > 0"),
+            (self.cl_max_nodes is None or self.cl_max_nodes >= 2, "cl_max_nodes must be >= 2 or None"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -299,6 +301,12 @@ class DiffCL(Recommender):
     def embeddings(self):
         return self.fuse(self.view_embeddings())
 
+    def _subsample(self, nodes: torch.Tensor) -> torch.Tensor:
+        k = self.config.cl_max_nodes
+        if k is None or len(nodes) <= k:
+            return nodes
+        return nodes[torch.randperm(len(nodes), device=nodes.device)[:k]]
+
     def loss(self, users, pos, neg):
         cfg = self.config
         views = self.view_embeddings()
@@ -309,21 +317,26 @@ class DiffCL(Recommender):
         cl, diff, align = zero, zero, zero
         batch_users = torch.unique(users)
         batch_items = torch.unique(torch.cat([pos, neg]))
+        # contrast a random subset of the batch's nodes (cost grows with its square)
+        cl_users, cl_items = self._subsample(batch_users), self._subsample(batch_items)
+        n_u = len(cl_users)
         for m in self.modalities:
             hu, hi = views[m]
             if cfg.use_cl:
                 gen = self.view_gen[m]
-                for x0 in (hu[batch_users], hi[batch_items]):
-                    # two views z', z'' of the same nodes; L_cl = InfoNCE(z', z'')
-                    z1, z2 = gen(x0)
-                    cl = cl + info_nce(z1, z2, cfg.cl_temperature)
-                    # the diffusion model's own denoising loss on sg(x0)
-                    diff = diff + gen.loss(x0)
+                # users and items share one pass through the view generator
+                x0 = torch.cat([hu[cl_users], hi[cl_items]])
+                # two views z', z'' of the same nodes
+                z1, z2 = gen(x0)
+                # L_cl = InfoNCE(z'_u, z''_u) + InfoNCE(z'_i, z''_i)
+                cl = cl + info_nce(z1[:n_u], z2[:n_u], cfg.cl_temperature) + info_nce(z1[n_u:], z2[n_u:], cfg.cl_temperature)
+                # the diffusion model's own denoising loss on sg(x0)
+                diff = diff + gen.loss(x0)
             if cfg.use_align:
-                # L_align = align(h^m, sg(h^id)) for users and items of the batch
+                # L_align = align(h^m, sg(h^id)) for the same sampled users and items
                 id_u, id_i = views["id"]
-                align = align + align_to_anchor(hu[batch_users], id_u[batch_users], cfg.align_kind, cfg.align_temperature)
-                align = align + align_to_anchor(hi[batch_items], id_i[batch_items], cfg.align_kind, cfg.align_temperature)
+                align = align + align_to_anchor(hu[cl_users], id_u[cl_users], cfg.align_kind, cfg.align_temperature)
+                align = align + align_to_anchor(hi[cl_items], id_i[cl_items], cfg.align_kind, cfg.align_temperature)
         terms["cl"] = cfg.lambda_cl * cl
         terms["diff"] = cfg.lambda_diff * diff
         terms["align"] = cfg.lambda_align * align

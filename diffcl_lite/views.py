@@ -79,7 +79,7 @@ class DiffusionViews(ViewGenerator):
         view_steps: int | None = None,
         sampling_noise: bool = False,
         snr_weighted: bool = False,
-        hidden: int = 256,
+        hidden: int = 128,
         time_dim: int = 16,
         grad_to_denoiser: bool = False,
     ) -> None:
@@ -106,7 +106,9 @@ class DiffusionViews(ViewGenerator):
         return self.diffusion.generate_view(self._frozen_denoiser(), x, steps=self.view_steps, noise=self.sampling_noise)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.view(x), self.view(x)
+        # both views in one batched pass: rows [x; x] get independent forward noise
+        z = self.view(torch.cat([x, x]))
+        return z[: len(x)], z[len(x) :]
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         # L_diff = E_t || f_θ(x_t, t) - sg(x0) ||²
