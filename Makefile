@@ -62,6 +62,13 @@ student: $(STAMP) ## Build the student copies in student/ from notebooks/ (commi
 student-verify: $(STAMP) ## Fail when student/ is stale (run by `make test`; fix: make student)
 	$(VENV_PY) -m diffcl_lite classroom student --verify
 
+# Lesson notebooks are committed stripped: outputs cleared except in golden cells (first line
+# `# NBVAL_CHECK_OUTPUT`), which nbval compares. To refresh golden outputs after a change:
+# $(VENV_PY) -m diffcl_lite.nbtools execute notebooks/NN_name.ipynb (see notebooks/README.md).
+.PHONY: strip
+strip: $(STAMP) ## Strip notebooks/*.ipynb before committing (keeps golden cells' outputs)
+	$(VENV_PY) -m diffcl_lite.nbtools strip notebooks
+
 # Static site: the lesson notebooks executed (SITE_MODE=fast|full) and rendered to HTML in site/,
 # with the widget renderer, require.js, MathJax and plotly.js served from site/_static (works offline).
 SITE_MODE ?= fast
