@@ -33,10 +33,10 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from .errors import DiffCLError
 
@@ -242,24 +242,6 @@ def _plotlyjs_version(js: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Executing and exporting notebooks
 # ---------------------------------------------------------------------------------------------
-@contextmanager
-def _environ(**values: str | None) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NAME, cell_timeout: int | None = 600,
                      figures_dir: Path | None = None) -> Any:
     """Run ``path`` top to bottom in its own folder and return the executed notebook (widget state kept).
@@ -275,11 +257,12 @@ def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NA
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name=kernel_name, timeout=cell_timeout, store_widget_state=True,
                             resources={"metadata": {"path": str(path.parent)}})
-    env = {"DIFFCL_FAST": "1" if fast else "0",
-           "DIFFCL_FIGURES": str(figures_dir) if figures_dir else os.environ.get("DIFFCL_FIGURES")}
+    # the kernel's environment (os.environ is left alone, so several notebooks can run at once)
+    env = dict(os.environ, DIFFCL_FAST="1" if fast else "0")
+    if figures_dir:
+        env["DIFFCL_FIGURES"] = str(figures_dir)
     try:
-        with _environ(**env):
-            client.execute()
+        client.execute(env=env)
     except (CellExecutionError, CellTimeoutError) as exc:
         mode = "DIFFCL_FAST=1 " if fast else ""
         raise SiteBuildError(
@@ -493,10 +476,11 @@ Sliders show the state they were saved in; to move them, run the notebooks in Ju
 
 def build_site(notebooks_dir: Path | str = "notebooks", out_dir: Path | str = "site", mode: str = "fast",
                only: Sequence[str] | None = None, execute: bool = True, cache_dir: Path | None = None,
-               cell_timeout: int | None = None, paths: Sequence[Path] | None = None) -> SiteReport:
+               cell_timeout: int | None = None, paths: Sequence[Path] | None = None, jobs: int = 1) -> SiteReport:
     """Execute the notebooks (``mode`` "fast" or "full") and write the HTML site into ``out_dir``.
 
-    ``paths`` (explicit notebook files) overrides ``notebooks_dir``/``only``. Raises
+    ``paths`` (explicit notebook files) overrides ``notebooks_dir``/``only``; ``jobs`` notebooks run at
+    once (each in its own kernel). Raises
     :class:`SiteBuildError` when a notebook fails or a page would still load something from another host.
     """
     from tqdm.auto import tqdm
@@ -514,15 +498,20 @@ def build_site(notebooks_dir: Path | str = "notebooks", out_dir: Path | str = "s
     executed: list[tuple[Path, Any, float]] = []
     import nbformat
 
-    for p in tqdm(nb_paths, desc=f"executing ({mode})", disable=None):
+    timeout = cell_timeout if cell_timeout is not None else (600 if mode == "fast" else None)
+
+    def run(p: Path) -> tuple[Path, Any, float]:
         t = time.perf_counter()
-        if execute:
-            timeout = cell_timeout if cell_timeout is not None else (600 if mode == "fast" else None)
-            nb = execute_notebook(p, fast=mode == "fast", cell_timeout=timeout,
-                                  figures_dir=(out / "_figures") if mode == "full" else None)
-        else:
-            nb = nbformat.read(p, as_version=4)
-        executed.append((p, nb, time.perf_counter() - t))
+        if not execute:
+            return p, nbformat.read(p, as_version=4), 0.0
+        nb = execute_notebook(p, fast=mode == "fast", cell_timeout=timeout,
+                              figures_dir=(out / "_figures") if mode == "full" else None)
+        return p, nb, time.perf_counter() - t
+
+    # one kernel per notebook; with jobs > 1 several run at once (DIFFCL_FAST is the same for all)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for res in tqdm(pool.map(run, nb_paths), total=len(nb_paths), desc=f"executing ({mode})", disable=None):
+            executed.append(res)
     titles = [(p, notebook_title(nb, p.stem)) for p, nb, _ in executed]
     for i, (p, nb, secs) in enumerate(executed):
         nav = {"static": STATIC, "mode": mode, "built": built,
@@ -559,11 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="npm tarball cache (default: $DIFFCL_SITE_CACHE or "
                                                    "~/.cache/diffcl_lite/site-assets)")
     ap.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (fast: 600, full: none)")
+    ap.add_argument("--jobs", "-j", type=int, default=1, help="notebooks executed at once (default: 1)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         rep = build_site(args.notebooks, args.out, args.mode, args.only, not args.no_execute,
-                         Path(args.cache) if args.cache else None, args.cell_timeout)
+                         Path(args.cache) if args.cache else None, args.cell_timeout, jobs=args.jobs)
     except SiteBuildError as exc:
         log.error("site: %s", exc)
         return 1

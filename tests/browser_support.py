@@ -225,7 +225,7 @@ def jupyter_lab(root_dir: Path, env: dict[str, str] | None = None, startup_timeo
         for attempt in range(attempts):
             port, token = free_port(), secrets.token_hex(24)
             log_path = work / f"server-{attempt}.log"
-            cmd = [str(jupyter), "--no-browser", f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+            cmd = [str(jupyter), "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                    "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                    f"--ServerApp.root_dir={root_dir}", "--LabApp.expose_app_in_browser=True",
                    "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -373,7 +373,7 @@ class RunResult:
         return [f"cell {i} ({c['source']!r}): {e}" for i, c in enumerate(self.cells) for e in c["errors"]]
 
 
-def open_notebook(page: Any, server: LabServer, name: str, timeout: float = 60.0) -> None:
+def open_notebook(page: Any, server: LabServer, name: str, timeout: float = 120.0) -> None:
     """Open ``name`` in Lab and wait until its ``diffcl-lite`` kernel is idle (picks it in the dialog if asked)."""
     page.goto(server.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined", timeout=timeout * 1000)
@@ -408,7 +408,7 @@ def choose_kernel_in_dialog(page: Any) -> bool:
     return True
 
 
-def run_all_cells(page: Any, name: str, timeout: float = 120.0) -> RunResult:
+def run_all_cells(page: Any, name: str, timeout: float = 300.0) -> RunResult:
     """Run every cell (Lab's 'Run All Cells' command) and wait for the kernel to finish.
 
     Finished means: kernel idle, no ``[*]`` prompt, and every code cell executed -- or a cell
@@ -460,9 +460,33 @@ class SliderHandle:
     value: str
 
 
-def find_slider(page: Any, arg: str = "t", root_selector: str = "body") -> SliderHandle:
-    """The slider driving argument ``arg``: CSS class ``diffcl-control-<arg>``, else description ``arg``,
-    else the only slider on the page."""
+def wait_for_plotly(page: Any, timeout: float = 20.0, root_selector: str = "body") -> list[dict[str, Any]]:
+    """Plotly figures once at least one has drawn data into its SVG (plotly draws asynchronously)."""
+    deadline = time.monotonic() + timeout
+    figures: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        figures = plotly_figures(page, root_selector)
+        if any(plotly_drawn(f) for f in figures):
+            return figures
+        time.sleep(0.25)
+    return figures
+
+
+def plotly_drawn(fig: dict[str, Any]) -> bool:
+    """A figure whose SVG has a real size and at least one trace or point."""
+    return bool(fig["svg"] and fig["width"] > 50 and fig["height"] > 50 and (fig["points"] > 0 or fig["traces"] > 0))
+
+
+def find_slider(page: Any, arg: str = "t", root_selector: str = "body", timeout: float = 20.0) -> SliderHandle:
+    """The slider driving argument ``arg``.
+
+    Tried in order: CSS class ``diffcl-control-<arg>``; description exactly ``arg`` (or ``$arg$``);
+    description starting with ``arg`` ("t (step)"); ``arg`` as a word of the description ("step t");
+    the only slider on the page. Waits up to ``timeout`` s for widgets to render."""
+    try:
+        page.wait_for_selector(f"{root_selector} .widget-slider", state="attached", timeout=timeout * 1000)
+    except Exception:  # noqa: BLE001 - reported below with what is there
+        pass
     sliders = page.evaluate("""(sel) => Array.from(document.querySelectorAll(sel + ' .widget-slider')).map((s, i) => ({
         index: i, label: (s.querySelector('.widget-label') || {innerText: ''}).innerText.trim(),
         classes: s.className, value: (s.querySelector('.widget-readout') || {innerText: ''}).innerText.trim()}))""",
@@ -472,7 +496,8 @@ def find_slider(page: Any, arg: str = "t", root_selector: str = "body") -> Slide
     pattern = re.compile(rf"^\$?{re.escape(arg)}\$?(\b|$)")
     for how in (lambda s: f"diffcl-control-{arg}" in s["classes"].split(),
                 lambda s: s["label"] == arg or s["label"].replace("\\(", "").replace("\\)", "") == arg,
-                lambda s: bool(pattern.match(s["label"]))):
+                lambda s: bool(pattern.match(s["label"])),
+                lambda s: arg in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", s["label"])):
         hits = [s for s in sliders if how(s)]
         if hits:
             return SliderHandle(hits[0]["index"], hits[0]["label"], hits[0]["value"])
@@ -538,3 +563,12 @@ def shutdown_kernel(page: Any, name: str) -> None:
             if (p && p.sessionContext.session) { await p.sessionContext.shutdown(); } }""" % JS_PANEL, name)
     except Exception:  # noqa: BLE001 - best effort, the server stop ends the kernels anyway
         pass
+
+
+def wait_idle(page: Any, name: str, timeout: float = 20.0) -> None:
+    """Wait until the notebook's kernel is idle (e.g. after a slider redraw, before a screenshot)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.evaluate(JS_STATE, name).get("status") == "idle":
+            return
+        time.sleep(0.2)

@@ -99,12 +99,11 @@ def _check_in_lab(lab: bs.LabServer, browser: Any, name: str, slider_arg: str | 
         assert not result.errors, f"{name}: cells raised in JupyterLab:\n" + "\n".join(result.errors)
         assert all(c["count"] is not None for c in result.cells), f"{name}: not every code cell ran"
         assert not bs.widget_error_texts(page, name), f"{name}: {bs.widget_error_texts(page, name)}"
-        figures = bs.plotly_figures(page)
         if plotly:
+            figures = bs.wait_for_plotly(page)
             assert figures, f"{name}: no plotly figure (.js-plotly-plot) in the page"
-            drawn = [f for f in figures if f["svg"] and f["width"] > 50 and f["height"] > 50
-                     and (f["points"] > 0 or f["traces"] > 0)]
-            assert drawn, f"{name}: plotly figures without a drawn SVG: {figures}"
+            assert any(bs.plotly_drawn(f) for f in figures), f"{name}: plotly figures without a drawn SVG: {figures}"
+        figures = bs.plotly_figures(page)
         if slider_arg:
             slider = bs.find_slider(page, slider_arg)
             before = bs.widget_output_signature(page, slider)
@@ -121,6 +120,7 @@ def _check_in_lab(lab: bs.LabServer, browser: Any, name: str, slider_arg: str | 
             bs.scroll_to(page, ".js-plotly-plot")
         if shot is not None:
             page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+            bs.wait_idle(page, name)
             page.wait_for_timeout(300)
             page.screenshot(path=str(shot))
         return timings
