@@ -106,3 +106,26 @@ def test_to_json_contract(small):
     assert {"model", "dataset", "best_epoch", "valid", "test", "seconds", "epoch_seconds"} <= set(js)
     assert set(js["test"]) >= {"recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"}
     assert np.isfinite(js["test"]["recall@20"])
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_one_code_path_on_every_available_device(small, device):
+    model, res = run_experiment(small, "diffcl", DiffCLConfig(embedding_dim=8), TrainConfig(epochs=1, batch_size=256,
+                                                                                           progress=False), device=device)
+    assert next(model.parameters()).device.type == device
+    assert model.adj.device.type == device and model.item_graph.device.type == device
+    assert np.isfinite(res.test["recall@20"]) and res.device.startswith(device)
+
+
+def test_cuda_out_of_memory_is_reported_with_the_setting_to_lower(small, monkeypatch):
+    model = build_model("mf", small)
+
+    def boom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model, "loss", boom)
+    with pytest.raises(DiffCLError, match="--batch-size"):
+        train(model, small, TrainConfig(epochs=1, progress=False))
