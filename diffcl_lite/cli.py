@@ -147,8 +147,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from . import datasets
 
     if args.action == "list":
-        for name in datasets.list_datasets():
-            print(name)
+        for name, description in datasets.list_datasets().items():
+            print(f"{name:18s} {description}")
         return 0
     if not args.name:
         raise DiffCLError(f"`data {args.action}` needs a dataset name, e.g. `python -m diffcl_lite data {args.action} tiktok`.")
