@@ -75,6 +75,18 @@ def _session_rss_bytes(sid: int) -> int:
     return total
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, with reaped children) of a live process, from /proc; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    # utime stime cutime cstime are fields 14-17 of stat (11-14 after the command name)
+    return round(sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def kill_session(pid: int | None) -> None:
     """SIGKILL the process group / session led by ``pid`` (the kernel is started with start_new_session)."""
     if not pid:
@@ -212,6 +224,8 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
         if watchdog is not None:
             watchdog.stop()
             report["peak_rss_mb"] = round(watchdog.peak / 2**20, 1)
+        if kernel_pid:
+            report["kernel_cpu_seconds"] = process_cpu_seconds(kernel_pid)
         kill_session(kernel_pid)
     return report
 

@@ -113,6 +113,11 @@ class GradeResult:
     wall_s: float
     run_seconds: list[float]
     jobs: int
+    cpu_seconds: list[float] = field(default_factory=list)
+
+    def estimate_s(self, n: int = 200, cores: int = 2) -> float | None:
+        """Estimated wall time of ``n`` submissions like these on ``cores`` free cores (from the median CPU time)."""
+        return n * statistics.median(self.cpu_seconds) / cores if self.cpu_seconds else None
 
     def headline(self) -> str:
         students = len({r.student for r in self.rows})
@@ -265,6 +270,23 @@ def _prepare_sandbox(root: Path) -> tuple[Path, Path]:
     return work, pkg
 
 
+def _wait_with_rusage(proc: subprocess.Popen, limit_s: float) -> float | None:
+    """Wait for a worker (killing its session after ``limit_s``); return the CPU seconds of the worker and its kernel."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # pragma: no cover - reaped elsewhere
+            return None
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return round(usage.ru_utime + usage.ru_stime, 2)
+        if time.monotonic() > deadline:
+            kill_session(proc.pid)
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
 def run_notebook(nb: Any, cfg: GradeConfig, threads: int = 1) -> tuple[Any | None, dict[str, Any], float]:
     """Execute a graded notebook in a worker process; returns ``(executed notebook or None, report, seconds)``. Never raises."""
     import nbformat
@@ -289,19 +311,18 @@ def run_notebook(nb: Any, cfg: GradeConfig, threads: int = 1) -> tuple[Any | Non
         env.update({"PYTHONPATH": str(pkg) + (os.pathsep + old if old else ""), "DIFFCL_FAST": "1" if cfg.fast else "0",
                     "DIFFCL_GRADING": "1", "MPLBACKEND": "Agg", "IPYTHONDIR": str(sandbox / "ipython"),
                     "JUPYTER_RUNTIME_DIR": str(gdir / "runtime"), "PYTHONDONTWRITEBYTECODE": "1",
+                    "CUDA_VISIBLE_DEVICES": "",  # CPU only: parallel runs never compete for one GPU
                     "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                     "OPENBLAS_NUM_THREADS": str(threads)})
         with open(gdir / "worker.log", "wb") as logf:
             proc = subprocess.Popen([sys.executable, str(WORKER), str(gdir / "task.json")], cwd=str(gdir), env=env,
                                     stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
-            try:
-                proc.wait(timeout=cfg.timeout_s + cfg.startup_allowance_s)
-            except subprocess.TimeoutExpired:
-                kill_session(proc.pid)
-                proc.wait()
+            cpu_s = _wait_with_rusage(proc, cfg.timeout_s + cfg.startup_allowance_s)
         if out_report.is_file():
             report = json.loads(out_report.read_text())
+            # the worker's CPU plus its kernel's (read before it was killed: a killed kernel is not reaped by the worker)
+            report["cpu_seconds"] = round((cpu_s or 0.0) + (report.get("kernel_cpu_seconds") or 0.0), 2)
         else:
             tail = (gdir / "worker.log").read_text(errors="replace")[-400:].strip().replace("\n", " | ")
             status = "timeout" if time.monotonic() - t0 >= cfg.timeout_s + cfg.startup_allowance_s else "grader-error"
@@ -614,11 +635,14 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
 
     rows: list[Row] = []
     run_seconds: list[float] = []
+    cpu_seconds: list[float] = []
     runs_dir = out / "runs"
     def rows_of(task: _Task) -> None:
         master = masters[task.notebook]
         if task.seconds is not None:
             run_seconds.append(task.seconds)
+        if task.report.get("cpu_seconds"):
+            cpu_seconds.append(float(task.report["cpu_seconds"]))
         if task.executed is not None:
             dest = runs_dir / task.student / task.notebook
             try:
@@ -670,7 +694,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
                                 status="grader-error"))
             problems.append(f"{task.student}/{task.notebook}: grader-error — {type(exc).__name__}: {exc}")
     wall = time.monotonic() - t_start
-    result = GradeResult(out, rows, problems, calibration, wall, run_seconds, jobs)
+    result = GradeResult(out, rows, problems, calibration, wall, run_seconds, jobs, cpu_seconds)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "grades.csv", rows)
     (out / "summary.md").write_text(_summary(result, root, cfg, masters, graded, students, ignored), encoding="utf-8")
@@ -702,6 +726,10 @@ def _summary(result: GradeResult, root: Path, cfg: GradeConfig, masters: dict[st
              f"per submission, {result.jobs} job(s).", "",
              f"{len(secs)} submission run(s), plus {len(graded)} calibration run(s) of the masters, took "
              f"{result.wall_s:.1f} s in all" + (f"; per submission median {statistics.median(secs):.1f} s, max {max(secs):.1f} s." if secs else "."), ""]
+    if result.cpu_seconds:
+        est = result.estimate_s(200, 2) or 0.0
+        lines += [f"CPU time per submission (worker and kernel): median {statistics.median(result.cpu_seconds):.1f} s, "
+                  f"so 200 such submissions need about {est / 60:.0f} min on 2 free cores.", ""]
     if graded and students:
         maxes = {n: masters[n].max_points for n in graded}
         lines += ["## Scores", "", "| student | " + " | ".join(f"{n} (/{_fmt(maxes[n])})" for n in graded)

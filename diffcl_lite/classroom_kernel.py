@@ -11,6 +11,8 @@
 * ``RLIMIT_FSIZE`` (256 MB): a submission cannot fill the disk with one file.
 * ``RLIMIT_CORE`` = 0: no core dumps.
 
+It also skips the optional ``rfc3987_syntax`` module (see ``main``), a start-up cost of every kernel.
+
 The limits are per process (children inherit them); the grader's watchdog
 (:mod:`diffcl_lite.classroom_exec`) watches the summed RSS of the kernel's whole session.
 """
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.fsize_mb:
         _set_limit("RLIMIT_FSIZE", args.fsize_mb * 2**20)
     _set_limit("RLIMIT_CORE", 0)
+    # setup_notebook -> plotly.io -> nbformat -> jsonschema -> rfc3987_syntax compiles a grammar at
+    # import (~1-2.5 s per kernel); jsonschema treats the module as optional and grading never needs it
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     sys.argv = [sys.argv[0], *rest]
     from ipykernel.kernelapp import launch_new_instance
 

@@ -268,6 +268,23 @@ def _run_student_copy(master_path: Path, tmp_path: Path, timeout_s: float) -> tu
     return report, texts
 
 
+@pytest.mark.slow
+def test_execute_caps_output_and_kills_a_session_over_the_memory_limit(tmp_path, monkeypatch):
+    from diffcl_lite import classroom_exec
+
+    monkeypatch.setattr(classroom_exec, "MAX_OUTPUT_CHARS", 10_000)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("for i in range(5000):\n    print('x' * 100)"),
+        nbformat.v4.new_code_cell("import subprocess, sys\n"  # a child process: RLIMIT_DATA is per process
+                                  "subprocess.run([sys.executable, '-c', 'b = bytearray(450 * 2**20); "
+                                  "import time; time.sleep(20)'])"),
+        nbformat.v4.new_code_cell("print('never reached')")])
+    report = execute(nb, tmp_path, timeout_s=30, memory_mb=500)
+    assert report["status"] == "memory" and report["stopped_at"] == 1, report
+    printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert len(printed) < 20_000 and "output beyond 10000 characters dropped" in printed
+
+
 def test_fixture_student_copy_runs_unfilled(tmp_path):
     report, texts = _run_student_copy(MASTERS / "01_tiny.ipynb", tmp_path, timeout_s=60)
     assert report["status"] == "complete" and report["errors"] == [], report
