@@ -311,7 +311,10 @@ SITE_CSS = """
   margin: 0.8em auto; padding: 0.5em 1em; font-family: var(--jp-ui-font-family, sans-serif);
   border-bottom: 1px solid #ddd; }
 .diffcl-nav a { text-decoration: none; }
-.diffcl-built { color: #777; font-size: 0.85em; text-align: center; }
+.diffcl-built { color: #777; font-size: 0.85em; text-align: center; font-family: var(--jp-ui-font-family, sans-serif); }
+/* the widget renderer's controls use the page's UI font, not the browser's serif default */
+.jupyter-widgets, .widget-label, .widget-readout { font-family: var(--jp-ui-font-family, sans-serif);
+  font-size: var(--jp-ui-font-size1, 13px); }
 body.diffcl-index { font-family: system-ui, sans-serif; max-width: 820px; margin: 2em auto; padding: 0 1em;
   line-height: 1.5; }
 body.diffcl-index li { margin: 0.4em 0; }

@@ -374,9 +374,19 @@ class RunResult:
 
 
 def open_notebook(page: Any, server: LabServer, name: str, timeout: float = 120.0) -> None:
-    """Open ``name`` in Lab and wait until its ``diffcl-lite`` kernel is idle (picks it in the dialog if asked)."""
-    page.goto(server.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined", timeout=timeout * 1000)
+    """Open ``name`` in Lab and wait until its ``diffcl-lite`` kernel is idle (picks it in the dialog if asked).
+
+    The first notebook loads Lab (``/lab/tree/<name>``); later ones open in the same Lab page with
+    the ``docmanager:open`` command, which saves loading Lab's scripts again.
+    """
+    loaded = page.url.startswith(f"{server.base_url}/lab") and page.evaluate("() => !!window.jupyterapp")
+    if loaded:
+        page.evaluate("async (name) => { await window.jupyterapp.commands.execute('docmanager:open', "
+                      "{path: name, factory: 'Notebook'}); return true; }", name)
+    else:
+        page.goto(server.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined",
+                               timeout=timeout * 1000)
     deadline = time.monotonic() + timeout
     picked = False
     while time.monotonic() < deadline:
@@ -551,16 +561,29 @@ def wait_for_change(page: Any, slider: SliderHandle, before: Any, timeout: float
 
 
 def scroll_to(page: Any, selector: str) -> None:
-    """Scroll the first element matching ``selector`` into view (Lab scrolls inside the notebook panel)."""
+    """Scroll the first element matching ``selector`` into view (Lab scrolls inside the notebook panel).
+
+    ``selector`` may start with a panel selector, e.g. ``f"{panel_selector(page, name)} .widget-slider"``."""
     page.evaluate("(sel) => { const e = document.querySelector(sel); if (e) e.scrollIntoView({block: 'center'}); }",
                   selector)
 
 
-def shutdown_kernel(page: Any, name: str) -> None:
-    """Shut down the notebook's kernel from the page (frees a core for the next notebook)."""
+def panel_selector(page: Any, name: str) -> str:
+    """CSS selector of the notebook's panel (scopes DOM queries to one open notebook)."""
+    sel = page.evaluate("""(name) => { const find = %s; const p = find(name);
+        return p ? '#' + CSS.escape(p.id) : null; }""" % JS_PANEL, name)
+    if not sel:
+        raise AssertionError(f"{name} is not open in JupyterLab")
+    return sel
+
+
+def close_notebook(page: Any, name: str) -> None:
+    """Shut down the notebook's kernel and close its tab without saving (frees a core for the next one)."""
     try:
         page.evaluate("""async (name) => { const find = %s; const p = find(name);
-            if (p && p.sessionContext.session) { await p.sessionContext.shutdown(); } }""" % JS_PANEL, name)
+            if (!p) return;
+            if (p.sessionContext.session) { await p.sessionContext.shutdown(); }
+            p.context.model.dirty = false; p.dispose(); }""" % JS_PANEL, name)
     except Exception:  # noqa: BLE001 - best effort, the server stop ends the kernels anyway
         pass
 

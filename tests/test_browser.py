@@ -28,6 +28,7 @@ REPO = bs.REPO_ROOT
 NOTEBOOKS = REPO / "notebooks"
 FIXTURE_NB = bs.FIXTURE_DIR / "browser_fixture.ipynb"
 SCREENSHOT_DIR_ENV = "DIFFCL_UPDATE_SCREENSHOTS"
+BROWSER_CONSOLE: list[str] = []  # console messages of the Lab page, printed when a check fails
 
 # What each notebook must show in JupyterLab: the slider argument that must change the plot, and
 # whether a plotly figure must be drawn.
@@ -72,6 +73,18 @@ def browser(browser_ready: None) -> Iterator[Any]:
         yield context
 
 
+@pytest.fixture(scope="module")
+def lab_page(browser: Any) -> Iterator[Any]:
+    """One JupyterLab page for all notebooks (Lab's scripts load once); console kept for failure reports."""
+    page = browser.new_page()
+    BROWSER_CONSOLE.clear()
+    page.on("console", lambda m: BROWSER_CONSOLE.append(f"{m.type}: {m.text}"))
+    try:
+        yield page
+    finally:
+        page.close()
+
+
 @pytest.fixture
 def screenshot_dir(tmp_path: Path) -> Path:
     if os.environ.get(SCREENSHOT_DIR_ENV, "") not in ("", "0"):
@@ -81,13 +94,10 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _check_in_lab(lab: bs.LabServer, browser: Any, name: str, slider_arg: str | None, plotly: bool,
+def _check_in_lab(lab: bs.LabServer, page: Any, name: str, slider_arg: str | None, plotly: bool,
                   shot: Path | None, fail_dir: Path) -> dict[str, float]:
     """Open ``name`` in Lab, run all cells and check errors, widgets, plotly and the slider."""
-    page = browser.new_page()
     timings: dict[str, float] = {}
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     try:
         t0 = time.monotonic()
         bs.open_notebook(page, lab, name)
@@ -95,29 +105,30 @@ def _check_in_lab(lab: bs.LabServer, browser: Any, name: str, slider_arg: str | 
         result = bs.run_all_cells(page, name)
         timings["run all"] = result.seconds
         lab.remember_kernels()
+        root = bs.panel_selector(page, name)
         assert result.kernel == bs.KERNEL_NAME
         assert not result.errors, f"{name}: cells raised in JupyterLab:\n" + "\n".join(result.errors)
         assert all(c["count"] is not None for c in result.cells), f"{name}: not every code cell ran"
         assert not bs.widget_error_texts(page, name), f"{name}: {bs.widget_error_texts(page, name)}"
         if plotly:
-            figures = bs.wait_for_plotly(page)
+            figures = bs.wait_for_plotly(page, root_selector=root)
             assert figures, f"{name}: no plotly figure (.js-plotly-plot) in the page"
             assert any(bs.plotly_drawn(f) for f in figures), f"{name}: plotly figures without a drawn SVG: {figures}"
-        figures = bs.plotly_figures(page)
+        figures = bs.plotly_figures(page, root)
         if slider_arg:
-            slider = bs.find_slider(page, slider_arg)
-            before = bs.widget_output_signature(page, slider)
+            slider = bs.find_slider(page, slider_arg, root_selector=root)
+            before = bs.widget_output_signature(page, slider, root)
             assert before and (before["imgs"] or before["svgs"]), \
                 f"{name}: the output under slider {slider.label!r} shows no figure: {before}"
             t1 = time.monotonic()
-            value = bs.move_slider(page, slider, steps=5)
+            value = bs.move_slider(page, slider, steps=5, root_selector=root)
             assert value != slider.value, f"{name}: slider {slider.label!r} did not move (still {value})"
-            bs.wait_for_change(page, slider, before)
+            bs.wait_for_change(page, slider, before, root_selector=root)
             timings["slider redraw"] = time.monotonic() - t1
             assert not bs.widget_error_texts(page, name)
-            bs.scroll_to(page, ".widget-slider")
+            bs.scroll_to(page, f"{root} .widget-slider")
         elif figures:
-            bs.scroll_to(page, ".js-plotly-plot")
+            bs.scroll_to(page, f"{root} .js-plotly-plot")
         if shot is not None:
             page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
             bs.wait_idle(page, name)
@@ -131,11 +142,10 @@ def _check_in_lab(lab: bs.LabServer, browser: Any, name: str, slider_arg: str | 
         except Exception:  # noqa: BLE001
             pass
         print(f"screenshot of the failure: {fail_shot}\nserver log tail:\n{lab.log_tail(2000)}\n"
-              f"browser console:\n" + "\n".join(console[-20:]))
+              "browser console (last 30):\n" + "\n".join(BROWSER_CONSOLE[-30:]))
         raise
     finally:
-        bs.shutdown_kernel(page, name)
-        page.close()
+        bs.close_notebook(page, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,18 +153,18 @@ def _check_in_lab(lab: bs.LabServer, browser: Any, name: str, slider_arg: str | 
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.parametrize("name", list(LAB_CASES))
-def test_notebook_in_jupyterlab(name: str, lab_root: Path, lab: bs.LabServer, browser: Any, screenshot_dir: Path,
+def test_notebook_in_jupyterlab(name: str, lab_root: Path, lab: bs.LabServer, lab_page: Any, screenshot_dir: Path,
                                 tmp_path: Path) -> None:
     if not (lab_root / name).exists():
         pytest.skip(f"notebooks/{name} does not exist yet")
     case = LAB_CASES[name]
-    timings = _check_in_lab(lab, browser, name, case["slider"], case["plotly"],
+    timings = _check_in_lab(lab, lab_page, name, case["slider"], case["plotly"],
                             screenshot_dir / f"{case['screenshot']}.png", tmp_path)
     print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
 @pytest.mark.browser
-def test_harness_on_fixture_notebook(lab_root: Path, lab: bs.LabServer, browser: Any, tmp_path: Path) -> None:
+def test_harness_on_fixture_notebook(lab_root: Path, lab: bs.LabServer, lab_page: Any, tmp_path: Path) -> None:
     """The harness itself, on a small notebook with a ``t`` slider and a plotly figure.
 
     Skipped once both lesson notebooks exist (they exercise the same code), unless
@@ -162,7 +172,7 @@ def test_harness_on_fixture_notebook(lab_root: Path, lab: bs.LabServer, browser:
     """
     if all((lab_root / n).exists() for n in LAB_CASES) and os.environ.get("DIFFCL_BROWSER_SELFTEST", "") in ("", "0"):
         pytest.skip("the lesson notebooks exercise the harness; DIFFCL_BROWSER_SELFTEST=1 runs the fixture too")
-    timings = _check_in_lab(lab, browser, FIXTURE_NB.name, "t", True, None, tmp_path)
+    timings = _check_in_lab(lab, lab_page, FIXTURE_NB.name, "t", True, None, tmp_path)
     print(f"{FIXTURE_NB.name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
