@@ -370,7 +370,8 @@ class RunResult:
 
     @property
     def errors(self) -> list[str]:
-        return [f"cell {i} ({c['source']!r}): {e}" for i, c in enumerate(self.cells) for e in c["errors"]]
+        return [f"code cell {i + 1}, In [{c['count']}] ({c['source']!r}): {e[:500]}"
+                for i, c in enumerate(self.cells) for e in c["errors"]]
 
 
 def open_notebook(page: Any, server: LabServer, name: str, timeout: float = 120.0) -> None:
@@ -560,12 +561,14 @@ def wait_for_change(page: Any, slider: SliderHandle, before: Any, timeout: float
                          f"after moving it (still {str(now)[:300]})")
 
 
-def scroll_to(page: Any, selector: str) -> None:
+def scroll_to(page: Any, selector: str, cell: bool = True) -> None:
     """Scroll the first element matching ``selector`` into view (Lab scrolls inside the notebook panel).
 
-    ``selector`` may start with a panel selector, e.g. ``f"{panel_selector(page, name)} .widget-slider"``."""
-    page.evaluate("(sel) => { const e = document.querySelector(sel); if (e) e.scrollIntoView({block: 'center'}); }",
-                  selector)
+    With ``cell`` the whole notebook cell holding it is scrolled to the top (code, controls and plot
+    in view). ``selector`` may start with a panel selector, e.g. ``f"{panel_selector(page, name)} .widget-slider"``."""
+    page.evaluate("""([sel, cell]) => { let e = document.querySelector(sel); if (!e) return;
+        if (cell && e.closest('.jp-Cell')) e = e.closest('.jp-Cell');
+        e.scrollIntoView({block: cell ? 'start' : 'center'}); }""", [selector, cell])
 
 
 def panel_selector(page: Any, name: str) -> str:
@@ -589,9 +592,12 @@ def close_notebook(page: Any, name: str) -> None:
 
 
 def wait_idle(page: Any, name: str, timeout: float = 20.0) -> None:
-    """Wait until the notebook's kernel is idle (e.g. after a slider redraw, before a screenshot)."""
+    """Wait until the notebook's kernel stays idle (e.g. after slider redraws, before a screenshot)."""
     deadline = time.monotonic() + timeout
+    idle_polls = 0
     while time.monotonic() < deadline:
-        if page.evaluate(JS_STATE, name).get("status") == "idle":
+        idle = page.evaluate(JS_STATE, name).get("status") == "idle"
+        idle_polls = idle_polls + 1 if idle else 0
+        if idle_polls >= 5:  # idle for ~1 s: queued redraws (one per slider step) are done
             return
         time.sleep(0.2)

@@ -107,9 +107,12 @@ def _check_in_lab(lab: bs.LabServer, page: Any, name: str, slider_arg: str | Non
         lab.remember_kernels()
         root = bs.panel_selector(page, name)
         assert result.kernel == bs.KERNEL_NAME
-        assert not result.errors, f"{name}: cells raised in JupyterLab:\n" + "\n".join(result.errors)
-        assert all(c["count"] is not None for c in result.cells), f"{name}: not every code cell ran"
-        assert not bs.widget_error_texts(page, name), f"{name}: {bs.widget_error_texts(page, name)}"
+        cell_errors = result.errors
+        assert not cell_errors, f"{name}: cells raised in JupyterLab:\n" + "\n".join(cell_errors)
+        not_run = [c["source"] for c in result.cells if c["count"] is None]
+        assert not not_run, f"{name}: code cells that did not run: {not_run}"
+        widget_errors = bs.widget_error_texts(page, name)
+        assert not widget_errors, f"{name}: widgets not displayed: {widget_errors}"
         if plotly:
             figures = bs.wait_for_plotly(page, root_selector=root)
             assert figures, f"{name}: no plotly figure (.js-plotly-plot) in the page"
