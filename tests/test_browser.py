@@ -133,7 +133,9 @@ def _check_in_lab(lab: bs.LabServer, page: Any, name: str, slider_arg: str | Non
         elif figures:
             bs.scroll_to(page, f"{root} .js-plotly-plot")
         if shot is not None:
-            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+            # only this notebook in view: file browser collapsed, launcher tabs closed
+            page.evaluate("""() => { const app = window.jupyterapp; app.shell.collapseLeft();
+                for (const w of Array.from(app.shell.widgets('main'))) { if (w.id.startsWith('launcher')) w.dispose(); } }""")
             bs.wait_idle(page, name)
             page.wait_for_timeout(300)
             page.screenshot(path=str(shot))
