@@ -317,3 +317,22 @@ def test_masters_of_the_fixture_are_current():
     spec.loader.exec_module(mod)
     assert notebook_text(mod.master_01()) == (MASTERS / "01_tiny.ipynb").read_text()
     assert isinstance(parse_master(MASTERS / "02_small.ipynb"), Master)
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_real_notebooks_grade_solutions_full_and_stubs_zero(tmp_path):
+    """Grading the series itself: each master's solutions pass all its checks, an unfilled student copy scores 0."""
+    from diffcl_lite.classroom_grade import GradeConfig, grade
+
+    if not REAL:
+        pytest.skip("notebooks/ has no notebooks yet")
+    subs = tmp_path / "submissions"
+    build_student_copies(REPO / "notebooks", subs / "unfilled")
+    result = grade(subs, tmp_path / "grades", GradeConfig(masters=REPO / "notebooks", timeout_s=300, progress=False))
+    failing_masters = [m for m in result.calibration.values() if "solutions pass all" not in m]
+    assert not failing_masters, failing_masters
+    assert all(r.status == "complete" for r in result.rows), [(r.notebook, r.status) for r in result.rows]
+    free = [f"{r.notebook} {r.exercise}: {r.points}/{r.max_points} with the stub unfilled ({r.feedback[:300]})"
+            for r in result.rows if r.points > 0]
+    assert not free, "stubs that already earn points (a placeholder that equals an expected value):\n" + "\n".join(free)
