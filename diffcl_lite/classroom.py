@@ -227,14 +227,16 @@ def parse_master(path: str | os.PathLike, nb: Any | None = None) -> Master:
         src = source_of(cell)
         if role == TAG_EXERCISE:
             if ex_id in exercises:
-                problem(i, f"exercise {ex_id} has a second stub cell (first: cell {exercises[ex_id].stub}); ids must be unique")
+                problem(i, f"exercise {ex_id} has a second stub cell (first: cell {exercises[ex_id].stub}); "
+                           f"ids must be unique")
                 continue
             if points is None or points <= 0:
                 problem(i, f"exercise {ex_id} needs positive \"points\" in its metadata \"diffcl\"")
                 points = 0.0
             ex = Exercise(ex_id, float(points), i, names=top_level_names(src), functions=defined_functions(src))
             if not ex.functions:
-                problem(i, f"the stub of exercise {ex_id} defines no function; a stub defines the function the learner writes",
+                problem(i, f"the stub of exercise {ex_id} defines no function; a stub defines the function "
+                           f"the learner writes",
                         "warning")
             exercises[ex_id] = ex
             nxt = cells[i + 1] if i + 1 < len(cells) else None
@@ -329,7 +331,10 @@ def is_student_copy(path: Path) -> bool:
 
 
 def load_masters(src: str | os.PathLike, *, strict: bool = True) -> list[Master]:
-    """Parse every master notebook in ``src``; with ``strict``, raise one :class:`DiffCLError` listing all convention errors."""
+    """Parse every master notebook in ``src``.
+
+    With ``strict``, raise one :class:`DiffCLError` listing every convention error (warnings are logged).
+    """
     src = Path(src)
     if not src.is_dir():
         raise DiffCLError(f"master notebook folder {src} does not exist; run from the repository root or pass "
@@ -381,7 +386,8 @@ def build_student_copies(src: str | os.PathLike = "notebooks", out: str | os.Pat
         if current == text:
             report.unchanged.append(name)
         elif verify:
-            report.stale.append(f"{target}: {'missing' if current is None else 'differs from its master ' + str(src / name)}")
+            why = "missing" if current is None else f"differs from its master {src / name}"
+            report.stale.append(f"{target}: {why}")
         else:
             out.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".ipynb.tmp")
@@ -447,7 +453,8 @@ def add_cli(subparsers: Any) -> None:
     ps.add_argument("--out", default="student", help="folder of the student copies [student]")
     ps.add_argument("--verify", action="store_true", help="write nothing; exit 1 when the copies are stale")
     ps.set_defaults(func=cmd_student)
-    pg = sub.add_parser("grade", help="grade SUBMISSIONS_DIR/<student>/<notebook>.ipynb; writes grades.csv and summary.md")
+    pg = sub.add_parser("grade", help="grade SUBMISSIONS_DIR/<student>/<notebook>.ipynb; "
+                                      "writes grades.csv and summary.md")
     pg.add_argument("submissions", help="folder with one sub-folder per student")
     pg.add_argument("--out", required=True, help="output folder (grades.csv, summary.md, runs/)")
     pg.add_argument("--masters", default="notebooks", help="master notebooks [notebooks]")

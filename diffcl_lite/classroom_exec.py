@@ -127,7 +127,7 @@ class _Watchdog(threading.Thread):
 def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int | None = 2048,
             python: str | None = None, pid_file: str | os.PathLike | None = None,
             startup_timeout_s: int = 120) -> dict[str, Any]:
-    """Execute the code cells of ``nb`` in order (outputs are written into ``nb``); never raises for the notebook's faults.
+    """Execute the code cells of ``nb`` in order, outputs written into ``nb``; never raises for the notebook's faults.
 
     Returns a report: ``status`` (``complete``, ``timeout``, ``memory``, ``dead``, ``kernel-start``,
     ``error``), ``stopped_at`` (index of the cell that was running when the run ended early),
@@ -158,8 +158,8 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
                 sizes[cell_index] = used + size
                 if used + size > MAX_OUTPUT_CHARS:
                     if used <= MAX_OUTPUT_CHARS:
-                        outs.append(nbformat_output("stream", name="stderr",
-                                                    text=f"[grader: output beyond {MAX_OUTPUT_CHARS} characters dropped]\n"))
+                        note = f"[grader: output beyond {MAX_OUTPUT_CHARS} characters dropped]\n"
+                        outs.append(nbformat_output("stream", name="stderr", text=note))
                     return None
             return super().output(outs, msg, display_id, cell_index)
 
@@ -231,7 +231,10 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker entry point: ``python classroom_exec.py TASK.json`` (keys: notebook, cwd, timeout_s, memory_mb, out_notebook, out_report, pid_file)."""
+    """Worker entry point: ``python classroom_exec.py TASK.json``.
+
+    TASK.json keys: notebook, cwd, timeout_s, memory_mb, out_notebook, out_report, pid_file.
+    """
     import nbformat
 
     args = sys.argv[1:] if argv is None else argv

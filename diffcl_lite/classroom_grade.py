@@ -124,7 +124,8 @@ class GradeResult:
         med = f", median {statistics.median(self.run_seconds):.1f} s per submission" if self.run_seconds else ""
         return (f"graded {len(self.run_seconds)} submission(s) of {students} student(s) in {self.wall_s:.1f} s "
                 f"({self.jobs} jobs{med}); wrote {self.out / 'grades.csv'} ({len(self.rows)} rows) and "
-                f"{self.out / 'summary.md'}" + (f"; {len(self.problems)} note(s) in the summary" if self.problems else ""))
+                f"{self.out / 'summary.md'}"
+                + (f"; {len(self.problems)} note(s) in the summary" if self.problems else ""))
 
 
 # ---------------------------------------------------------------- building the graded notebook
@@ -172,7 +173,8 @@ def match_submission(master: Master, sub: Any) -> tuple[dict[str, str], dict[int
         ex_id, _ = cell_exercise(cell)
         src = source_of(cell)
         idx = by_id.get(cell.get("id"))
-        if cell.get("cell_type") == "code" and TAG_EXERCISE in tags and ex_id in master.exercises and ex_id not in found:
+        is_code = cell.get("cell_type") == "code"
+        if is_code and TAG_EXERCISE in tags and ex_id in master.exercises and ex_id not in found:
             found[ex_id] = src
             anchor = master.exercises[ex_id].stub
             continue
@@ -271,7 +273,7 @@ def _prepare_sandbox(root: Path) -> tuple[Path, Path]:
 
 
 def _wait_with_rusage(proc: subprocess.Popen, limit_s: float) -> float | None:
-    """Wait for a worker (killing its session after ``limit_s``); return the CPU seconds of the worker and its kernel."""
+    """Wait for a worker (killing its session after ``limit_s``); return the CPU seconds it and its children used."""
     deadline = time.monotonic() + limit_s
     while True:
         try:
@@ -288,7 +290,7 @@ def _wait_with_rusage(proc: subprocess.Popen, limit_s: float) -> float | None:
 
 
 def run_notebook(nb: Any, cfg: GradeConfig, threads: int = 1) -> tuple[Any | None, dict[str, Any], float]:
-    """Execute a graded notebook in a worker process; returns ``(executed notebook or None, report, seconds)``. Never raises."""
+    """Execute a graded notebook in a worker process: ``(executed notebook or None, report, seconds)``; never raises."""
     import nbformat
 
     t0 = time.monotonic()
@@ -321,7 +323,7 @@ def run_notebook(nb: Any, cfg: GradeConfig, threads: int = 1) -> tuple[Any | Non
             cpu_s = _wait_with_rusage(proc, cfg.timeout_s + cfg.startup_allowance_s)
         if out_report.is_file():
             report = json.loads(out_report.read_text())
-            # the worker's CPU plus its kernel's (read before it was killed: a killed kernel is not reaped by the worker)
+            # the worker's CPU plus its kernel's (read before the kill: the worker does not reap its kernel)
             report["cpu_seconds"] = round((cpu_s or 0.0) + (report.get("kernel_cpu_seconds") or 0.0), 2)
         else:
             tail = (gdir / "worker.log").read_text(errors="replace")[-400:].strip().replace("\n", " | ")
@@ -480,7 +482,8 @@ def score_exercise(points: float, st: _ExState, expected: list[list[dict[str, An
         notes.append(note)
     notes += st.learner_errors[:2]
     if st.tampered:
-        notes.append("checks rejected: the checking code was modified while they ran (" + ", ".join(st.tampered[:4]) + ")")
+        notes.append("checks rejected: the checking code was modified while they ran ("
+                     + ", ".join(st.tampered[:4]) + ")")
     if st.restored:
         notes.append("restored before checking: " + ", ".join(sorted(set(st.restored))[:6]))
     if n_all == 0:
@@ -532,7 +535,8 @@ def scan_submissions(root: Path, names: set[str]) -> tuple[dict[str, dict[str, P
             elif f.name.startswith("."):
                 ignored.append(f"{rel}: hidden entry, ignored")
             elif f.is_dir():
-                ignored.append(f"{rel}/: a folder inside a student folder; notebooks must sit directly in {entry.name}/")
+                ignored.append(f"{rel}/: a folder inside a student folder; notebooks must sit directly in "
+                               f"{entry.name}/")
             else:
                 close = difflib.get_close_matches(f.name, sorted(names), n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]}? rename it to grade it)" if close else ""
@@ -725,7 +729,9 @@ def _summary(result: GradeResult, root: Path, cfg: GradeConfig, masters: dict[st
              f"{'fast' if cfg.fast else 'full'} mode, time limit {cfg.timeout_s:g} s, memory limit {cfg.memory_mb} MB "
              f"per submission, {result.jobs} job(s).", "",
              f"{len(secs)} submission run(s), plus {len(graded)} calibration run(s) of the masters, took "
-             f"{result.wall_s:.1f} s in all" + (f"; per submission median {statistics.median(secs):.1f} s, max {max(secs):.1f} s." if secs else "."), ""]
+             f"{result.wall_s:.1f} s in all"
+             + (f"; per submission median {statistics.median(secs):.1f} s, max {max(secs):.1f} s." if secs else "."),
+             ""]
     if result.cpu_seconds:
         est = result.estimate_s(200, 2) or 0.0
         lines += [f"CPU time per submission (worker and kernel): median {statistics.median(result.cpu_seconds):.1f} s, "
@@ -736,7 +742,8 @@ def _summary(result: GradeResult, root: Path, cfg: GradeConfig, masters: dict[st
                   + f" | total (/{_fmt(sum(maxes.values()))}) |", "|---" * (len(graded) + 2) + "|"]
         for student in students:
             per = [sum(r.points for r in rows if r.student == student and r.notebook == n) for n in graded]
-            lines.append(f"| {_md(student)} | " + " | ".join(_fmt(round(p, 2)) for p in per) + f" | {_fmt(round(sum(per), 2))} |")
+            cells = " | ".join(_fmt(round(p, 2)) for p in per)
+            lines.append(f"| {_md(student)} | {cells} | {_fmt(round(sum(per), 2))} |")
         lines += ["", "## Exercises", "", "| notebook | exercise | max | mean | full marks |", "|---|---|---|---|---|"]
         for n in graded:
             for ex in masters[n].exercises.values():

@@ -160,10 +160,11 @@ def begin(exercise: str, kind: str = "self-check") -> None:
 
 
 def end(exercise: str, kind: str = "self-check") -> None:
-    """After a master check cell: emit its verdicts (rejected if the checks or watched modules were patched meanwhile)."""
+    """After a master check cell: emit its verdicts (rejected if the checks or watched modules were patched)."""
     snap = _state["at_begin"]
     mod = _state["fresh"]
-    changed = [f"diffcl_lite.checks.{k}" for k, v in snap.get("checks", {}).items() if vars(mod).get(k, _MISSING) is not v]
+    changed = [f"diffcl_lite.checks.{k}" for k, v in snap.get("checks", {}).items()
+               if vars(mod).get(k, _MISSING) is not v]
     changed += _restore_modules(snap.get("mods", {}), snap.get("dicts", {}))
     results = list(_state["private"])
     payload: dict[str, Any] = {"exercise": exercise, "kind": kind, "results": results}

@@ -29,24 +29,25 @@ SUBS = FIX / "submissions"
 REPO = Path(__file__).resolve().parents[1]
 
 # (student, notebook, exercise) -> points; 01.1 is worth 2, 01.2 3, 02.1 1
+T, S = "01_tiny.ipynb", "02_small.ipynb"
 EXPECTED = {
-    ("alice", "01_tiny.ipynb", "01.1"): 2, ("alice", "01_tiny.ipynb", "01.2"): 3, ("alice", "02_small.ipynb", "02.1"): 1,
+    ("alice", T, "01.1"): 2, ("alice", T, "01.2"): 3, ("alice", S, "02.1"): 1,
     # shape (n, 1) everywhere; centring right except on the hidden 2x2 (global mean)
-    ("bob", "01_tiny.ipynb", "01.1"): 0, ("bob", "01_tiny.ipynb", "01.2"): 2, ("bob", "02_small.ipynb", "02.1"): 0,
+    ("bob", T, "01.1"): 0, ("bob", T, "01.2"): 2, ("bob", S, "02.1"): 0,
     # 01.1 right but its cell raises afterwards; 01.2 kills the kernel
-    ("carol", "01_tiny.ipynb", "01.1"): 2, ("carol", "01_tiny.ipynb", "01.2"): 0, ("carol", "02_small.ipynb", "02.1"): 0,
+    ("carol", T, "01.1"): 2, ("carol", T, "01.2"): 0, ("carol", S, "02.1"): 0,
     # 01.2 loops forever
-    ("dave", "01_tiny.ipynb", "01.1"): 2, ("dave", "01_tiny.ipynb", "01.2"): 0, ("dave", "02_small.ipynb", "02.1"): 0,
+    ("dave", T, "01.1"): 2, ("dave", T, "01.2"): 0, ("dave", S, "02.1"): 0,
     # tampering: redefined check, patched checks module and numpy, edited self-check, fake RESULTS
-    ("erin", "01_tiny.ipynb", "01.1"): 0, ("erin", "01_tiny.ipynb", "01.2"): 0, ("erin", "02_small.ipynb", "02.1"): 0,
-    ("frank", "01_tiny.ipynb", "01.1"): 0, ("frank", "01_tiny.ipynb", "01.2"): 0, ("frank", "02_small.ipynb", "02.1"): 0,
-    ("grace", "01_tiny.ipynb", "01.1"): 0, ("grace", "01_tiny.ipynb", "01.2"): 0, ("grace", "02_small.ipynb", "02.1"): 0,
+    ("erin", T, "01.1"): 0, ("erin", T, "01.2"): 0, ("erin", S, "02.1"): 0,
+    ("frank", T, "01.1"): 0, ("frank", T, "01.2"): 0, ("frank", S, "02.1"): 0,
+    ("grace", T, "01.1"): 0, ("grace", T, "01.2"): 0, ("grace", S, "02.1"): 0,
     # syntax error in 01.1; 01.2 right through a helper cell she added (which also deletes files)
-    ("heidi", "01_tiny.ipynb", "01.1"): 0, ("heidi", "01_tiny.ipynb", "01.2"): 3, ("heidi", "02_small.ipynb", "02.1"): 0,
+    ("heidi", T, "01.1"): 0, ("heidi", T, "01.2"): 3, ("heidi", S, "02.1"): 0,
     # only wrongly named files
-    ("ivan", "01_tiny.ipynb", "01.1"): 0, ("ivan", "01_tiny.ipynb", "01.2"): 0, ("ivan", "02_small.ipynb", "02.1"): 0,
+    ("ivan", T, "01.1"): 0, ("ivan", T, "01.2"): 0, ("ivan", S, "02.1"): 0,
     # 01.2 allocates 12 GB
-    ("judy", "01_tiny.ipynb", "01.1"): 2, ("judy", "01_tiny.ipynb", "01.2"): 0, ("judy", "02_small.ipynb", "02.1"): 0,
+    ("judy", T, "01.1"): 2, ("judy", T, "01.2"): 0, ("judy", S, "02.1"): 0,
 }
 STATUS = {"carol": "dead", "dave": "timeout", "frank": "empty", "grace": "not-a-notebook", "ivan": "missing"}
 
