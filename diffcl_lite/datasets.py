@@ -163,6 +163,16 @@ register(
 )
 register(
     DatasetSpec(
+        name="synthetic-sparse",
+        kind="synthetic",
+        description="sparser synthetic data (1,500 users, 1,200 items, ~9 interactions per user): the regime where modalities matter",
+        card="synthetic.md",
+        factory=_synthetic,
+        defaults=dict(n_users=1_500, n_items=1_200, interactions_per_user=9.0, name="synthetic-sparse"),
+    )
+)
+register(
+    DatasetSpec(
         name="synthetic-baby",
         kind="synthetic",
         description="synthetic data at Amazon-Baby scale: 19,445 users, 7,050 items, ~160k interactions, image 4096-d + text 384-d",

@@ -36,3 +36,15 @@ def test_bad_argument_gives_clean_error(capsys):
 def test_module_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "diffcl_lite", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_training_defaults_depend_on_the_dataset():
+    from diffcl_lite.cli import train_config_from_args
+
+    parser = build_parser()
+    small = train_config_from_args(parser.parse_args(["train"]))
+    assert (small.batch_size, small.lr, small.epochs) == (1024, 5e-3, 30)
+    real = train_config_from_args(parser.parse_args(["train", "--dataset", "tiktok"]))
+    assert (real.batch_size, real.lr, real.epochs, real.patience) == (2048, 1e-3, 100, 20)
+    given = train_config_from_args(parser.parse_args(["train", "--batch-size", "64", "--lr", "0.1"]))
+    assert (given.batch_size, given.lr) == (64, 0.1)
