@@ -77,6 +77,20 @@ SITE_ARGS ?=
 site: $(STAMP) ## Render the executed notebooks to HTML in site/ (SITE_MODE=fast|full, SITE_ARGS="--only 03")
 	$(VENV_PY) -m diffcl_lite.site --mode $(SITE_MODE) --out site $(SITE_ARGS)
 
+# Figures: every notebook executed in full mode; each saves its key figures to figures/ (PNG from
+# matplotlib, HTML for interactive plotly) through ctx.save_figure. Executed copies go to build/.
+FIGURE_NOTEBOOKS ?= $(sort $(wildcard notebooks/0*.ipynb))
+.PHONY: figures bench
+figures: $(STAMP) ## Execute the series in full mode and write its figures to figures/ (FIGURE_NOTEBOOKS=...)
+	@mkdir -p build/executed figures
+	DIFFCL_FAST=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.kernel_name=diffcl-lite --ExecutePreprocessor.timeout=3600 \
+		--output-dir build/executed $(FIGURE_NOTEBOOKS)
+
+bench: $(STAMP) ## Timing benchmarks by hand (not tests): training/evaluation at TikTok size, kNN graph
+	$(VENV_PY) benchmarks/bench_train.py --dataset synthetic-tiktok --epochs 2
+	$(VENV_PY) benchmarks/bench_knn.py
+
 clean: ## Remove the venv (VENV), caches, build files and site/
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site *.egg-info
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
