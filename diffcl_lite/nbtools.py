@@ -162,6 +162,47 @@ def check_notebook(path: str | Path) -> list[str]:
     return problems
 
 
+def _poll_in_steps(channel: Any, step: float = 0.5) -> None:
+    """Make ``channel.get_msg(timeout=T)`` poll in ``step``-second slices until ``T`` is reached.
+
+    Works around jupyter/nbclient#312: after a cell that displays ipywidgets, the execute reply can
+    sit in the shell socket unnoticed until the whole cell timeout has passed (minutes). Polling
+    again in short slices picks it up at once; the overall timeout is unchanged.
+    """
+    from queue import Empty
+    from time import monotonic
+
+    original = channel.get_msg
+
+    async def get_msg(timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            left = step if deadline is None else max(0.0, min(step, deadline - monotonic()))
+            try:
+                return await original(timeout=left)
+            except Empty:
+                if deadline is not None and monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def notebook_client(nb: Any, **kwargs: Any) -> Any:
+    """An ``nbclient.NotebookClient`` for ``nb`` that does not stall after widget cells (see :func:`_poll_in_steps`).
+
+    ``kwargs`` go to ``NotebookClient`` (``timeout``, ``kernel_name``, ``resources``...).
+    """
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, **kwargs)
+
+    def on_start(notebook: Any = None) -> None:
+        _poll_in_steps(client.kc.shell_channel)
+
+    client.on_notebook_start = on_start
+    return client
+
+
 def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel_name: str | None = None) -> None:
     """Run a notebook top to bottom (fast mode by default), write it back stripped (golden outputs kept).
 
@@ -170,7 +211,6 @@ def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel
     kernel is not registered, the current Python is used.
     """
     import nbformat
-    from nbclient import NotebookClient
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -186,8 +226,8 @@ def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel
     old = os.environ.get("DIFFCL_FAST")
     os.environ["DIFFCL_FAST"] = "1" if fast else "0"
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name=name, shutdown_kernel="immediate",
-                                resources={"metadata": {"path": str(path.parent)}})
+        client = notebook_client(nb, timeout=timeout, kernel_name=name, shutdown_kernel="immediate",
+                                 resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     finally:
         if old is None:
