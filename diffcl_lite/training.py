@@ -154,11 +154,12 @@ def _rng_state(sampler: BPRSampler) -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any], sampler: BPRSampler) -> None:
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU byte tensors, also when the checkpoint was loaded with map_location="cuda"
+    torch.set_rng_state(state["torch"].cpu())
     sampler.rng.bit_generator.state = state["numpy_sampler"]
     random.setstate(_tuplify(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _tuplify(x):
