@@ -121,3 +121,31 @@ def evaluate(model, data: RecDataset, split: str = "valid", ks: Sequence[int] = 
     """Evaluate a :class:`~diffcl_lite.model.Recommender` (its ``final_embeddings()``) on a split."""
     u, i = model.final_embeddings()
     return evaluate_embeddings(u, i, data, split, ks, batch_size)
+
+
+@torch.no_grad()
+def user_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, data: RecDataset, user: int, split: str = "test",
+              k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """One user's top-``k`` items and held-out items, with the masking of :func:`evaluate_embeddings`.
+
+    Train items are masked (and valid items for ``split="test"``). Returns ``(ranked, relevant)``:
+    the ``k`` best-scored item ids, best first, and the user's sorted ``split`` items.
+    Introduced in notebook 08 (Recall@K and NDCG@K by hand).
+    """
+    if split not in ("valid", "test"):
+        raise DiffCLError(f"user_topk: split={split!r} must be 'valid' or 'test'.")
+    if not 0 <= int(user) < data.n_users:
+        raise DiffCLError(f"user_topk: user={user} is not in 0..{data.n_users - 1}.")
+    if not 1 <= k <= data.n_items:
+        raise DiffCLError(f"user_topk: k={k} must lie in 1..n_items={data.n_items}.")
+    masked = data.interaction_matrix("train")
+    if split == "test":
+        masked = (masked + data.interaction_matrix("valid")).tocsr()
+    rows = np.array([int(user)])
+    # ŷ_ui = e_u · e_i for all items
+    scores = user_emb[int(user)][None] @ item_emb.T
+    scores = scores.masked_fill(_csr_rows_to_dense(masked, rows, scores.device), float("-inf"))
+    ranked = torch.topk(scores, k, dim=1).indices[0].cpu().numpy().astype(np.int64)
+    held = data.interaction_matrix(split)
+    relevant = np.sort(held.indices[held.indptr[user] : held.indptr[user + 1]].astype(np.int64))
+    return ranked, relevant

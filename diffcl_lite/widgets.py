@@ -53,3 +53,39 @@ def _show(fig: Any) -> None:
         plt.close(fig)
     else:
         display(fig)
+
+
+def atlas_explorer(maps: dict[str, Any], colours: dict[str, Any], colour_by: str = "topic",
+                   titles: dict[str, str] | None = None, show_static: bool = False):
+    """A colour-by dropdown over :func:`diffcl_lite.viz.plot_atlas` (side-by-side 2-D maps).
+
+    Introduced in notebook 07 (embedding atlas). ``show_static=False`` because the notebook draws
+    the default figure itself first. Returns the ``VBox``.
+    """
+    from functools import partial
+
+    import ipywidgets as widgets
+
+    from .viz import plot_atlas
+
+    control = widgets.Dropdown(options=list(colours), value=colour_by, description="colour by")
+    control.add_class("diffcl-control-colour_by")
+    plot = partial(plot_atlas, maps, colours, titles=titles)
+    return static_then_interactive(plot, {"colour_by": control}, show_static=show_static)
+
+
+def history_explorer(histories: dict[str, Any], keys: list[str], key: str | None = None,
+                     show_static: bool = False):
+    """A metric dropdown over :func:`diffcl_lite.viz.plot_histories` (learning curves of several runs).
+
+    Introduced in notebook 08 (full training). Returns the ``VBox``.
+    """
+    from functools import partial
+
+    import ipywidgets as widgets
+
+    from .viz import plot_histories
+
+    control = widgets.Dropdown(options=list(keys), value=key or keys[0], description="metric")
+    control.add_class("diffcl-control-key")
+    return static_then_interactive(partial(plot_histories, histories), {"key": control}, show_static=show_static)
