@@ -242,21 +242,70 @@ def _plotlyjs_version(js: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Executing and exporting notebooks
 # ---------------------------------------------------------------------------------------------
+def _chunked_get_msg(get_msg: Any, step: float = 1.0) -> Any:
+    """Wrap a channel's async ``get_msg(timeout)`` so that it polls at most ``step`` seconds at a time.
+
+    With a long timeout, ``zmq.asyncio`` polling of the kernel's shell channel now and then misses
+    the wake-up for a message that has arrived and returns it only when the timeout ends: a widget
+    cell then "takes" exactly the cell timeout and the build goes on without an error
+    (jupyter/nbclient#312; seen here as 60 s and 600 s stalls). Short polls bound that delay.
+    """
+    from queue import Empty
+
+    async def wrapped(timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=wait)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return wrapped
+
+
+def _client_class() -> Any:
+    from nbclient import NotebookClient
+
+    class ShortPollClient(NotebookClient):
+        """nbclient whose kernel channels are polled in 1 s steps (see :func:`_chunked_get_msg`)."""
+
+        async def async_start_new_kernel_client(self, *args: Any, **kwargs: Any) -> Any:
+            kc = await super().async_start_new_kernel_client(*args, **kwargs)
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = _chunked_get_msg(channel.get_msg)
+            return kc
+
+    return ShortPollClient
+
+
 def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NAME, cell_timeout: int | None = 600,
                      figures_dir: Path | None = None) -> Any:
     """Run ``path`` top to bottom in its own folder and return the executed notebook (widget state kept).
 
     ``DIFFCL_FAST`` is set for the kernel in fast mode; ``figures_dir`` (full mode) redirects
-    ``ctx.save_figure`` so that a site build never rewrites the committed ``figures/``.
+    ``ctx.save_figure`` so that a site build never rewrites the committed ``figures/``. Cells that
+    take more than a minute are logged with their run time.
     """
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, kernel_name=kernel_name, timeout=cell_timeout, store_widget_state=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+    started: dict[int, float] = {}
+
+    def on_start(cell: Any, cell_index: int) -> None:
+        started[cell_index] = time.monotonic()
+
+    def on_done(cell: Any, cell_index: int, execute_reply: Any) -> None:
+        secs = time.monotonic() - started.get(cell_index, time.monotonic())
+        if secs > 60:
+            log.warning("%s: cell %d ran %.0f s: %s", path.name, cell_index, secs, cell.source[:60].replace("\n", " "))
+
+    client = _client_class()(nb, kernel_name=kernel_name, timeout=cell_timeout, store_widget_state=True,
+                             resources={"metadata": {"path": str(path.parent)}},
+                             on_cell_start=on_start, on_cell_executed=on_done)
     # the kernel's environment (os.environ is left alone, so several notebooks can run at once)
     env = dict(os.environ, DIFFCL_FAST="1" if fast else "0")
     if figures_dir:

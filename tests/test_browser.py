@@ -17,6 +17,7 @@ import os
 import shutil
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -314,3 +315,36 @@ def test_npm_assets_are_checked_and_extracted(tmp_path: Path) -> None:
     wrong = NpmAsset(good.name, good.version, asset.integrity, members=(("lib", "pkg"),))
     with pytest.raises(SiteBuildError, match="not found inside the package"):
         _extract_members(wrong, cache / good.tarball_name, static)
+
+
+def test_chunked_get_msg_bounds_a_missed_wakeup() -> None:
+    """A channel that only notices a waiting message when its poll times out is polled in short steps."""
+    import asyncio
+    from queue import Empty
+
+    from diffcl_lite.site import _chunked_get_msg
+
+    def channel(loop: asyncio.AbstractEventLoop, ready_at: float):  # type: ignore[no-untyped-def]
+        async def get_msg(timeout: float | None = None) -> str:
+            # the message is only seen when the poll's timeout ends (never with timeout=None)
+            await asyncio.sleep(timeout if timeout is not None else 3600)
+            if loop.time() >= ready_at:
+                return "reply"
+            raise Empty
+        return get_msg
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await _chunked_get_msg(channel(loop, t0 + 0.2), step=0.1)(timeout=30) == "reply"
+        got_after = loop.time() - t0
+        t1 = loop.time()
+        with pytest.raises(Empty):  # nothing arrives: Empty once the caller's timeout is over
+            await _chunked_get_msg(channel(loop, t1 + 3600), step=0.1)(timeout=0.3)
+        return got_after, loop.time() - t1
+
+    # own thread: Playwright's sync API keeps an event loop running in this one while the browser is open
+    with ThreadPoolExecutor(1) as pool:
+        got_after, empty_after = pool.submit(asyncio.run, scenario()).result()
+    assert got_after < 1.0, got_after  # a single 30 s poll would have returned after 30 s
+    assert 0.25 < empty_after < 2.0, empty_after
