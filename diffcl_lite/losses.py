@@ -96,3 +96,21 @@ def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     z = F.normalize(z, dim=-1)
     sq = torch.pdist(z, p=2).pow(2)
     return sq.mul(-t).exp().mean().log()
+
+
+def infonce_weights(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """The softmax InfoNCE puts over the candidates of each anchor: p_ij = exp(s_ij) / Σ_k exp(s_ik).
+
+    Introduced in notebook 05 (the temperature widget). Row ``i`` sums to 1; ``p_ii`` is the
+    probability given to the positive. The gradient of InfoNCE with respect to s_ij is
+    ``(p_ij - [i = j]) / B``: each negative is pushed away in proportion to its weight, so a small
+    temperature concentrates the push on the hardest (most similar) negatives.
+    """
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise DiffCLError(f"infonce_weights: z1 and z2 must both have shape (B, d); got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+    if temperature <= 0:
+        raise DiffCLError(f"infonce_weights: temperature={temperature} must be > 0 (DiffCL default 0.2).")
+    # s_ij = cos(z'_i, z''_j) / τ
+    logits = F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T / temperature
+    # p_ij = softmax_j(s_ij)
+    return torch.softmax(logits, dim=1)

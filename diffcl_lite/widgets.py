@@ -55,6 +55,53 @@ def _show(fig: Any) -> None:
         display(fig)
 
 
+# ---------------------------------------------------------------------------------------------
+# Notebooks 05 and 06: temperature and alignment-map widgets
+# ---------------------------------------------------------------------------------------------
+def infonce_temperature_widget(z1: Any, z2: Any, temperature: float = 0.2, anchor: int = 0, labels: Any = None,
+                               show_static: bool = False):
+    """A log slider for the temperature τ and an anchor slider over :func:`viz.plot_infonce_temperature`.
+
+    Introduced in notebook 05 (contrastive views). Returns the ``VBox`` of :func:`static_then_interactive`.
+    """
+    from functools import partial
+
+    import ipywidgets as widgets
+
+    from .viz import plot_infonce_temperature
+
+    n = len(z1)
+    tau = widgets.FloatLogSlider(value=float(temperature), base=10, min=-1.7, max=0.3, step=0.05, description="τ",
+                                 continuous_update=False)
+    anc = widgets.IntSlider(value=int(anchor), min=0, max=n - 1, description="anchor", continuous_update=False)
+    tau.add_class("diffcl-control-temperature")
+    anc.add_class("diffcl-control-anchor")
+    plot = partial(plot_infonce_temperature, z1, z2, labels=labels)
+    return static_then_interactive(plot, {"temperature": tau, "anchor": anc}, show_static=show_static)
+
+
+def alignment_maps_widget(maps: dict[str, Any], labels: Any, n_links: int = 30, seed: int = 0, show_static: bool = False):
+    """Sliders for the number of linked items and the sample's seed over :func:`viz.plot_alignment_maps`.
+
+    Introduced in notebook 06 (modality alignment). Returns the ``VBox`` of :func:`static_then_interactive`.
+    """
+    from functools import partial
+
+    import ipywidgets as widgets
+
+    from .viz import plot_alignment_maps
+
+    n = len(labels)
+    links = widgets.IntSlider(value=int(n_links), min=0, max=min(n, 200), step=5, description="items",
+                              continuous_update=False)
+    sd = widgets.IntSlider(value=int(seed), min=0, max=20, description="sample seed", continuous_update=False)
+    show_all = widgets.Checkbox(value=True, description="all items faint")
+    for w, arg in ((links, "n_links"), (sd, "seed"), (show_all, "show_all")):
+        w.add_class(f"diffcl-control-{arg}")
+    plot = partial(plot_alignment_maps, maps, labels)
+    return static_then_interactive(plot, {"n_links": links, "seed": sd, "show_all": show_all}, show_static=show_static)
+
+
 def atlas_explorer(maps: dict[str, Any], colours: dict[str, Any], colour_by: str = "topic",
                    titles: dict[str, str] | None = None, show_static: bool = False):
     """A colour-by dropdown over :func:`diffcl_lite.viz.plot_atlas` (side-by-side 2-D maps).
