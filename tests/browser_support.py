@@ -426,9 +426,14 @@ def run_all_cells(page: Any, name: str, timeout: float = 300.0) -> RunResult:
     raised (Lab stops the run there), which the caller reports.
     """
     t0 = time.monotonic()
-    page.evaluate("""(name) => { const find = %s; const panel = find(name);
-        window.jupyterapp.shell.activateById(panel.id);
-        return window.jupyterapp.commands.execute('notebook:run-all-cells'); }""" % JS_PANEL, name)
+    # Clear saved outputs and execution counts first (the committed notebooks keep their counts),
+    # then start the run without awaiting it, so a hanging cell ends in this function's timeout.
+    page.evaluate("""async (name) => { const find = %s; const panel = find(name);
+        const app = window.jupyterapp; app.shell.activateById(panel.id);
+        await app.commands.execute('notebook:clear-all-cell-outputs');
+        for (const cell of panel.content.widgets) { if (cell.model.type === 'code') cell.model.executionCount = null; }
+        app.commands.execute('notebook:run-all-cells');
+        return true; }""" % JS_PANEL, name)
     state: dict[str, Any] = {}
     stable = 0
     while time.monotonic() - t0 < timeout:
@@ -534,6 +539,19 @@ JS_WIDGET_OUTPUT = """([sel, idx]) => {
 def widget_output_signature(page: Any, slider: SliderHandle, root_selector: str = "body") -> dict[str, Any] | None:
     """What the Output widget next to ``slider`` currently shows (image tails, SVGs, text)."""
     return page.evaluate(JS_WIDGET_OUTPUT, [root_selector, slider.index])
+
+
+def wait_for_widget_output(page: Any, slider: SliderHandle, root_selector: str = "body",
+                           timeout: float = 20.0) -> dict[str, Any] | None:
+    """The Output widget next to ``slider`` once it shows a figure (image or SVG); ``None``-ish if it never does."""
+    deadline = time.monotonic() + timeout
+    sig = None
+    while time.monotonic() < deadline:
+        sig = widget_output_signature(page, slider, root_selector)
+        if sig and (sig["imgs"] or sig["svgs"]):
+            return sig
+        time.sleep(0.2)
+    return sig
 
 
 def move_slider(page: Any, slider: SliderHandle, steps: int = 5, root_selector: str = "body") -> str:

@@ -121,7 +121,7 @@ def _check_in_lab(lab: bs.LabServer, page: Any, name: str, slider_arg: str | Non
         figures = bs.plotly_figures(page, root)
         if slider_arg:
             slider = bs.find_slider(page, slider_arg, root_selector=root)
-            before = bs.widget_output_signature(page, slider, root)
+            before = bs.wait_for_widget_output(page, slider, root)
             assert before and (before["imgs"] or before["svgs"]), \
                 f"{name}: the output under slider {slider.label!r} shows no figure: {before}"
             t1 = time.monotonic()
