@@ -499,7 +499,7 @@ def write_index(out_dir: Path, pages: list[PageReport], mode: str, built: str) -
     """``index.html``: the lessons in order, with their run time."""
     items = "\n".join(
         f'<li><a href="{html_lib.escape(p.page)}">{html_lib.escape(p.title)}</a> '
-        f'<span class="meta">({p.seconds:.1f} s{", interactive widgets" if p.widgets else ""})</span></li>'
+        f'<span class="meta">(ran in {p.seconds:.1f} s{", with widgets" if p.widgets else ""})</span></li>'
         for p in pages)
     text = f"""<!DOCTYPE html>
 <html lang="en">
