@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,12 +102,11 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, device: str = "auto"
                                  "savefig.bbox": "tight"})
         except ImportError:  # pragma: no cover
             pass
-        try:
-            import plotly.io as pio
-
-            # works in JupyterLab and in nbconvert HTML (the plotly.js bundle is embedded once)
-            pio.renderers.default = "plotly_mimetype+notebook"
-        except ImportError:
-            pass
+        # plotly reads PLOTLY_RENDERER when it is first imported: setting it here avoids importing plotly
+        # (seconds) in notebooks that never draw a plotly figure. "plotly_mimetype+notebook" works in
+        # JupyterLab and in nbconvert HTML (plotly.js is embedded, no CDN).
+        os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
+        if "plotly.io" in sys.modules:
+            sys.modules["plotly.io"].renderers.default = os.environ["PLOTLY_RENDERER"]
     logging.getLogger("diffcl_lite").setLevel(logging.WARNING)
     return NotebookContext(seed=seed, device=dev, fast=fast, figures_dir=find_figures_dir(), versions=environment_report())
