@@ -164,10 +164,11 @@ def valid_test_curves(
 
 
 def selection_summary(curve: Sequence[dict[str, Any]], metric: str = "recall@20") -> dict[str, Any]:
-    """Test ``metric`` at the best valid epoch (MMRec) vs the best test epoch (DiffMM), from ``valid_test_curves``.
+    """Test ``metric`` at the best valid row (MMRec) vs the best test row (DiffMM), from ``valid_test_curves``.
 
-    Introduced in notebook 08. ``optimism`` = best test − test at the best valid epoch (>= 0).
-    Ties go to the earliest epoch, as in training.
+    Introduced in notebook 08. ``curve`` may hold the rows of several runs (e.g. one per learning
+    rate): the selection is then over every (run, epoch). ``optimism`` = best test − test at the
+    best valid row (>= 0); ``*_index`` are the positions of the two rows. Ties go to the earliest row.
     """
     if not curve:
         raise DiffCLError("selection_summary: the curve is empty; pass the rows of valid_test_curves.")
@@ -179,7 +180,9 @@ def selection_summary(curve: Sequence[dict[str, Any]], metric: str = "recall@20"
     return {
         "valid_selected_epoch": int(curve[by_valid]["epoch"]),
         "valid_selected_test": float(curve[by_valid][tk]),
+        "valid_selected_index": int(by_valid),
         "best_test_epoch": int(curve[by_test]["epoch"]),
         "best_test": float(curve[by_test][tk]),
+        "best_test_index": int(by_test),
         "optimism": float(curve[by_test][tk] - curve[by_valid][tk]),
     }

@@ -1033,31 +1033,38 @@ def plot_histories(histories: dict[str, list[dict[str, Any]]], key: str = "valid
     return ax.figure
 
 
-def plot_selection(curve: list[dict[str, Any]], metric: str = "recall@20", ax=None):
-    """Valid and test curves per epoch, with the epoch each reporting rule picks.
+def plot_selection(curve: list[dict[str, Any]] | dict[str, list[dict[str, Any]]], metric: str = "recall@20", ax=None):
+    """Valid (dashed) and test (solid) curves per epoch, with the row each reporting rule picks.
 
     Introduced in notebook 08 (evaluation protocol): ``curve`` comes from
-    :func:`diffcl_lite.experiments.valid_test_curves`. The square marks the test value at the best
-    *valid* epoch (MMRec), the star the best *test* value (DiffMM's reporting). Returns the figure.
+    :func:`diffcl_lite.experiments.valid_test_curves`, or is a dict ``{label: curve}`` of several
+    runs (e.g. learning rates), one colour each; the selection is then over all runs. The square
+    marks the test value at the best *valid* row (MMRec), the star the best *test* value (DiffMM's
+    reporting). Returns the figure.
     """
     import matplotlib.pyplot as plt
 
     from .experiments import selection_summary
 
-    summ = selection_summary(curve, metric)
-    ep = [r["epoch"] for r in curve]
+    curves = curve if isinstance(curve, dict) else {"": curve}
+    rows = [r for c in curves.values() for r in c]
+    summ = selection_summary(rows, metric)
+    picked_valid, picked_test = rows[summ["valid_selected_index"]], rows[summ["best_test_index"]]
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.8))
-    ax.plot(ep, [r[f"valid_{metric}"] for r in curve], ".-", label=f"valid {metric}")
-    ax.plot(ep, [r[f"test_{metric}"] for r in curve], ".-", label=f"test {metric}")
-    ax.axvline(summ["valid_selected_epoch"], color="tab:blue", ls=":", lw=1)
-    ax.plot([summ["valid_selected_epoch"]], [summ["valid_selected_test"]], "s", ms=9, mfc="none", mec="k",
-            label=f"test at best valid epoch ({summ['valid_selected_test']:.4f})")
-    ax.plot([summ["best_test_epoch"]], [summ["best_test"]], "*", ms=13, color="tab:red",
-            label=f"best test epoch ({summ['best_test']:.4f})")
+        _, ax = plt.subplots(figsize=(7.5, 4))
+    for k, (label, c) in enumerate(curves.items()):
+        colour = f"C{k}"
+        ep = [r["epoch"] for r in c]
+        name = f"{label}: " if label else ""
+        ax.plot(ep, [r[f"valid_{metric}"] for r in c], "--", color=colour, lw=1.2, label=f"{name}valid")
+        ax.plot(ep, [r[f"test_{metric}"] for r in c], "-", color=colour, lw=1.6, label=f"{name}test")
+    ax.plot([picked_valid["epoch"]], [summ["valid_selected_test"]], "s", ms=10, mfc="none", mec="k", mew=1.5,
+            label=f"test at best valid ({summ['valid_selected_test']:.4f})")
+    ax.plot([picked_test["epoch"]], [summ["best_test"]], "*", ms=14, color="tab:red",
+            label=f"best test ({summ['best_test']:.4f})")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7.5, loc="lower right", ncol=2 if len(curves) > 1 else 1)
     ax.set_title("which epoch gets reported?")
     ax.figure.tight_layout()
     return ax.figure

@@ -101,7 +101,13 @@ def test_plot_ablation_histories_and_selection():
     curve = [{"epoch": e, "valid_recall@20": v, "test_recall@20": t}
              for e, v, t in [(1, 0.1, 0.12), (2, 0.3, 0.2), (3, 0.2, 0.25)]]
     fig = viz.plot_selection(curve)
-    assert len(fig.axes[0].lines) >= 4
+    assert len(fig.axes[0].lines) == 4  # valid, test, square, star
+    plt.close(fig)
+    other = [dict(r, **{"test_recall@20": r["test_recall@20"] + 0.1}) for r in curve]
+    fig = viz.plot_selection({"a": curve, "b": other})
+    lines = fig.axes[0].lines
+    assert len(lines) == 6
+    assert list(lines[-1].get_ydata()) == [0.35]  # the star: best test over both runs
     plt.close(fig)
 
 
@@ -153,7 +159,11 @@ def test_selection_summary_ties_and_errors():
              for e, v, t in [(1, 0.2, 0.1), (2, 0.2, 0.3), (3, 0.1, 0.3)]]
     s = experiments.selection_summary(curve)
     assert (s["valid_selected_epoch"], s["valid_selected_test"], s["best_test_epoch"]) == (1, 0.1, 2)
+    assert (s["valid_selected_index"], s["best_test_index"]) == (0, 1)
     assert s["optimism"] == pytest.approx(0.2)
+    two_runs = curve + [{"epoch": 1, "valid_recall@20": 0.25, "test_recall@20": 0.2}]
+    s = experiments.selection_summary(two_runs)
+    assert (s["valid_selected_index"], s["valid_selected_test"], s["optimism"]) == (3, 0.2, pytest.approx(0.1))
     with pytest.raises(DiffCLError, match="empty"):
         experiments.selection_summary([])
     with pytest.raises(DiffCLError, match="rows need"):
