@@ -364,8 +364,13 @@ def _coords_2d(x: Any, basis: tuple[np.ndarray, np.ndarray] | None) -> np.ndarra
     return pca_project(a, basis if basis is not None else pca_basis(a))
 
 
-def _label_scatter(ax, xy: np.ndarray, labels: Any, s: float = 6, alpha: float = 0.8, legend: bool = False,
-                   label_name: str = "label") -> None:
+def scatter_by_label(ax, xy: np.ndarray, labels: Any, s: float = 6, alpha: float = 0.8, legend: bool | str = False,
+                     label_name: str = "label") -> None:
+    """Scatter 2-D points on ``ax``, one ``tab10`` colour per integer label (label ``k`` gets colour ``k``).
+
+    Introduced in notebook 03; the diffusion figures use it so a topic has the same colour in every
+    panel. ``legend``: False, True (inside) or ``"outside"`` (right of the axes).
+    """
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=s, alpha=alpha, color="tab:blue", linewidths=0)
         return
@@ -377,7 +382,9 @@ def _label_scatter(ax, xy: np.ndarray, labels: Any, s: float = 6, alpha: float =
         m = lab == k
         ax.scatter(xy[m, 0], xy[m, 1], s=s, alpha=alpha, color=cmap(int(k) % 10), linewidths=0,
                    label=f"{label_name} {k}")
-    if legend:
+    if legend == "outside":
+        ax.legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    elif legend:
         ax.legend(fontsize=7, markerscale=2, loc="upper right", framealpha=0.8)
 
 
@@ -432,10 +439,10 @@ def plot_forward_snapshots(x0: Any, labels: Any, diffusion: Any, ts: Sequence[in
         lim = float(np.percentile(np.abs(np.concatenate(coords)), 99.5)) * 1.08
     fig, axes = plt.subplots(1, len(ts), figsize=(2.9 * len(ts), 3.1), squeeze=False)
     for k, (ax, t, xy) in enumerate(zip(axes[0], ts, coords)):
-        _label_scatter(ax, xy, labels, s=4, legend=(k == 0), label_name=label_name)
+        scatter_by_label(ax, xy, labels, s=4, legend="outside" if k == len(ts) - 1 else False, label_name=label_name)
         abar = 1.0 if t == 0 else float(diffusion.schedule.alphas_cumprod[t - 1])
         ax.set_title(f"t = {t}" + ("  (x$_0$)" if t == 0 else "")
-                     + f"\n$\\bar\\alpha_t$={abar:.4g}, noise std={np.sqrt(1 - abar):.3g}", fontsize=9)
+                     + f"\n$\\bar\\alpha_t$={abar:.6g}, noise std={np.sqrt(1 - abar):.3g}", fontsize=9)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
@@ -475,7 +482,7 @@ def plot_forward_noising(points: Any, labels: Any = None, t: int = 10, kind: str
     abar = np.r_[1.0, diffusion.schedule.alphas_cumprod.numpy()]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.3), gridspec_kw={"width_ratios": [1, 1.15]})
     ax.scatter(xy0[:, 0], xy0[:, 1], s=4, color="0.82", linewidths=0, label="clean $x_0$")
-    _label_scatter(ax, xyt, labels, s=6, legend=False)
+    scatter_by_label(ax, xyt, labels, s=6, legend=False)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -497,11 +504,13 @@ def plot_forward_noising(points: Any, labels: Any = None, t: int = 10, kind: str
 
 
 def plot_reverse_trajectories(trajectory: Sequence[Any], labels: Any = None, reference: Any = None, n_paths: int = 30,
-                              ax=None, title: str = "", label_name: str = "label", lim: float | None = None):
+                              ax=None, title: str = "", label_name: str = "label", lim: float | None = None,
+                              show_start: bool = True, start_label: str = "start $x_T$"):
     """A reverse chain ``[x_T, ..., x_0]`` (``p_sample_loop(..., return_trajectory=True)``) drawn in 2-D.
 
     Introduced in notebook 04 (reverse diffusion). Grey dots: ``reference`` (the clean data, when
-    given); small black crosses: the start ``x_T``; coloured dots: the end ``x_0``; thin lines:
+    given); small black crosses: the start ``x_T`` (``show_start``, legend ``start_label``); coloured
+    dots: the end ``x_0``; thin lines:
     ``n_paths`` evenly spaced points' paths. Embeddings (``d > 2``) are projected on the principal
     axes of ``reference`` (else of the end points). Returns the figure.
     """
@@ -521,16 +530,20 @@ def plot_reverse_trajectories(trajectory: Sequence[Any], labels: Any = None, ref
     if reference is not None:
         ref = _coords_2d(reference, basis)
         ax.scatter(ref[:, 0], ref[:, 1], s=4, color="0.85", linewidths=0, label="data $x_0$")
-    ax.scatter(path[0, :, 0], path[0, :, 1], s=5, marker="x", color="k", alpha=0.25, linewidths=0.6, label="start $x_T$")
+    if show_start:
+        ax.scatter(path[0, :, 0], path[0, :, 1], s=5, marker="x", color="k", alpha=0.25, linewidths=0.6,
+                   label=start_label)
     n = path.shape[1]
     for i in np.linspace(0, n - 1, min(int(n_paths), n)).astype(int):
         ax.plot(path[:, i, 0], path[:, i, 1], "-", color="k", lw=0.6, alpha=0.45)
-    _label_scatter(ax, path[-1], labels, s=6, label_name=label_name)
+    scatter_by_label(ax, path[-1], labels, s=6, label_name=label_name)
     ax.legend(fontsize=7, markerscale=2, loc="upper right", framealpha=0.8)
     if lim is not None:
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal", adjustable="datalim")
+        ax.set_aspect("equal")
+    else:
+        ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title or f"reverse chain, {len(trajectory) - 1} steps")
     return fig
 
@@ -563,7 +576,7 @@ def plot_diffusion_view(points: Any, labels: Any, model: Any, diffusion: Any, t:
         off_data = float(torch.cdist(x.float(), x0.float()).min(dim=1).values.mean())
         own = float((x - x0).norm(dim=1).mean())
         ax.scatter(ref[:, 0], ref[:, 1], s=4, color="0.82", linewidths=0)
-        _label_scatter(ax, xy, labels, s=6)
+        scatter_by_label(ax, xy, labels, s=6)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")

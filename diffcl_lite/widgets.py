@@ -56,6 +56,61 @@ def _show(fig: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Notebooks 03 and 04: diffusion widgets
+# ---------------------------------------------------------------------------------------------
+def _tagged(w: Any, arg: str) -> Any:
+    """Give a control the CSS class ``diffcl-control-<arg>`` (the browser tests find sliders by it)."""
+    w.add_class(f"diffcl-control-{arg}")
+    return w
+
+
+def forward_noising_widget(points: Any, labels: Any = None, steps: int = 50, t: int = 10, kind: str = "linear-var",
+                           scale: float = 10.0, seed: int = 0, show_static: bool = False):
+    """Sliders for the step ``t`` and the noise ``scale`` and a schedule menu over :func:`viz.plot_forward_noising`.
+
+    Introduced in notebook 03 (forward diffusion). The slider for the diffusion time is an
+    ``IntSlider`` with description ``"t"`` (0 = clean, ``steps`` = ``x_T``); ``scale`` is a log
+    slider from 0.1 (DiffMM's default) to 40 (``scale * noise_max`` must stay below 1). Returns the
+    ``VBox`` of :func:`static_then_interactive`.
+    """
+    from functools import partial
+
+    import ipywidgets as widgets
+
+    from .diffusion import schedule_kinds
+    from .viz import plot_forward_noising
+
+    plot = partial(plot_forward_noising, points=points, labels=labels, steps=int(steps), seed=seed)
+    controls = {
+        "t": _tagged(widgets.IntSlider(value=int(t), min=0, max=int(steps), step=1, description="t"), "t"),
+        "kind": _tagged(widgets.Dropdown(options=schedule_kinds(), value=kind, description="schedule"), "kind"),
+        "scale": _tagged(widgets.FloatLogSlider(value=float(scale), base=10, min=-1, max=1.6, step=0.1,
+                                                description="scale", continuous_update=False), "scale"),
+    }
+    return static_then_interactive(plot, controls, show_static=show_static)
+
+
+def diffusion_view_widget(points: Any, labels: Any, model: Any, diffusion: Any, t: int = 5, seed: int = 0,
+                          show_static: bool = False):
+    """A ``t`` slider (view depth, 0..T) and a sampling-noise toggle over :func:`viz.plot_diffusion_view`.
+
+    Introduced in notebook 04 (diffusion views). Returns the ``VBox`` of :func:`static_then_interactive`.
+    """
+    from functools import partial
+
+    import ipywidgets as widgets
+
+    from .viz import plot_diffusion_view
+
+    plot = partial(plot_diffusion_view, points=points, labels=labels, model=model, diffusion=diffusion, seed=seed)
+    controls = {
+        "t": _tagged(widgets.IntSlider(value=int(t), min=0, max=int(diffusion.steps), step=1, description="t"), "t"),
+        "sampling_noise": _tagged(widgets.Checkbox(value=False, description="sampling noise"), "sampling_noise"),
+    }
+    return static_then_interactive(plot, controls, show_static=show_static)
+
+
+# ---------------------------------------------------------------------------------------------
 # Notebooks 05 and 06: temperature and alignment-map widgets
 # ---------------------------------------------------------------------------------------------
 def infonce_temperature_widget(z1: Any, z2: Any, temperature: float = 0.2, anchor: int = 0, labels: Any = None,
