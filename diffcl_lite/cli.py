@@ -152,7 +152,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                         device=args.device, out_dir=args.out, include_baselines=not args.no_baselines,
                         cache_dir=args.cache_dir)
     print(results_table(rows, fmt="text"))
-    print(f"wrote {Path(args.out) / ('ablation_' + data.name)}.md/.json", file=sys.stderr)
+    from .experiments import safe_name
+
+    print(f"wrote {Path(args.out) / ('ablation_' + safe_name(data.name))}.md/.json", file=sys.stderr)
     return 0
 
 
