@@ -163,6 +163,12 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
                     return None
             return super().output(outs, msg, display_id, cell_index)
 
+        def on_comm_open_jupyter_widget(self, msg: dict[str, Any]) -> Any:
+            # keep the widgets' state, but never mirror ipywidgets.Output into the notebook: nbclient
+            # does that by sending comm messages back to the kernel, and a run with an Output widget
+            # could then wait until the time limit after its last cell (seen with nbclient 0.11)
+            return None
+
     from nbformat.v4 import new_output as nbformat_output
 
     sizes: dict[int, int] = {}
@@ -195,8 +201,11 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
                                   message=f"time limit of {timeout_s:g} s reached before cell {index}")
                     break
                 client.timeout = max(1, math.ceil(remaining))
+                t_cell = time.monotonic()
                 try:
                     client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                    if time.monotonic() - t_cell > 2:
+                        report.setdefault("slow_cells", []).append([index, round(time.monotonic() - t_cell, 2)])
                 except CellTimeoutError:
                     report.update(status="timeout", stopped_at=index,
                                   message=f"time limit of {timeout_s:g} s reached while running cell {index}")
