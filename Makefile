@@ -79,13 +79,12 @@ site: $(STAMP) ## Render the executed notebooks to HTML in site/ (SITE_MODE=fast
 
 # Figures: every notebook executed in full mode; each saves its key figures to figures/ (PNG from
 # matplotlib, HTML for interactive plotly) through ctx.save_figure. Executed copies go to build/.
+# (nbtools' client polls the kernel in short steps: plain nbconvert can stall after widget cells.)
 FIGURE_NOTEBOOKS ?= $(sort $(wildcard notebooks/0*.ipynb))
 .PHONY: figures bench
 figures: $(STAMP) ## Execute the series in full mode and write its figures to figures/ (FIGURE_NOTEBOOKS=...)
 	@mkdir -p build/executed figures
-	DIFFCL_FAST=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
-		--ExecutePreprocessor.kernel_name=diffcl-lite --ExecutePreprocessor.timeout=3600 \
-		--output-dir build/executed $(FIGURE_NOTEBOOKS)
+	$(VENV_PY) -m diffcl_lite.nbtools execute --full --timeout 3600 --output-dir build/executed $(FIGURE_NOTEBOOKS)
 
 bench: $(STAMP) ## Timing benchmarks by hand (not tests): training/evaluation at TikTok size, kNN graph
 	$(VENV_PY) benchmarks/bench_train.py --dataset synthetic-tiktok --epochs 2

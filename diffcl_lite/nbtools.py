@@ -203,8 +203,12 @@ def notebook_client(nb: Any, **kwargs: Any) -> Any:
     return client
 
 
-def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel_name: str | None = None) -> None:
+def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel_name: str | None = None,
+                 output_dir: str | Path | None = None) -> None:
     """Run a notebook top to bottom (fast mode by default), write it back stripped (golden outputs kept).
+
+    With ``output_dir`` the executed notebook, outputs and all, is written there instead and the
+    source notebook is left untouched (``make figures``).
 
     The kernel runs in the notebook's folder with ``DIFFCL_FAST=1`` in its environment, like the
     test suite. ``kernel_name`` defaults to the notebook's kernelspec (``diffcl-lite``); when that
@@ -234,6 +238,11 @@ def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel
             os.environ.pop("DIFFCL_FAST", None)
         else:
             os.environ["DIFFCL_FAST"] = old
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / path.name)
+        return
     raw = json.loads(nbformat.writes(nb))
     path.write_text(dumps(strip_notebook(raw)), encoding="utf-8")
 
@@ -263,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "execute":
             p.add_argument("--full", action="store_true", help="run in full mode instead of fast mode")
             p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+            p.add_argument("--output-dir", default=None,
+                           help="write the executed notebooks here (with outputs) and leave the sources untouched")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = _expand(args.paths)
@@ -278,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             status = status or (1 if problems else 0)
         else:
             log.info("executing %s (%s mode)", path, "full" if args.full else "fast")
-            execute_file(path, fast=not args.full, timeout=args.timeout)
+            execute_file(path, fast=not args.full, timeout=args.timeout, output_dir=args.output_dir)
     return status
 
 
