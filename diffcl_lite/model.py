@@ -195,7 +195,7 @@ class LightGCN(Recommender):
 
     def embeddings(self):
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = lightgcn_propagate(self.adj, ego, self.n_layers)
+        out = lightgcn_propagate(self.adj, ego, self.n_layers, symmetric=True)
         return out[: self.n_users], out[self.n_users :]
 
     def loss(self, users, pos, neg):
@@ -278,7 +278,7 @@ class DiffCL(Recommender):
             items = self.item_emb.weight if v == "id" else self.proj[v](self.feature(v))
             ego.append(torch.cat([self.user_emb[v].weight, items]))
         # all views share Â: propagate them side by side in one sparse product, h = mean_l Â^l x
-        h_all = lightgcn_propagate(self.adj, torch.cat(ego, dim=1), self.config.n_layers)
+        h_all = lightgcn_propagate(self.adj, torch.cat(ego, dim=1), self.config.n_layers, symmetric=True)
         out = {}
         for k, v in enumerate(self.views):
             h = h_all[:, k * d : (k + 1) * d]

@@ -291,3 +291,21 @@ def test_neighbour_topic_agreement():
     assert neighbour_topic_agreement(torch.tensor([[1], [0], [3], [2]]), torch.tensor(labels)) == 1.0
     with pytest.raises(DiffCLError):
         neighbour_topic_agreement(idx, labels[:3])
+
+
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_symmetric_propagation_gives_the_same_values_and_gradients(layout):
+    from diffcl_lite.graphs import bipartite_adjacency, lightgcn_propagate
+
+    rng = np.random.default_rng(0)
+    train = np.stack([rng.integers(0, 30, 200), rng.integers(0, 20, 200)], axis=1)
+    adj = bipartite_adjacency(30, 20, train, layout=layout)
+    w = torch.randn(50, 4)
+    grads = []
+    for symmetric in (False, True):
+        x = torch.randn(50, 4, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        out = lightgcn_propagate(adj, x, 2, symmetric=symmetric)
+        (out * w).sum().backward()
+        grads.append((out.detach(), x.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
