@@ -29,6 +29,8 @@ from .errors import DiffCLError
 log = logging.getLogger(__name__)
 
 GOLDEN_MARKER = "# NBVAL_CHECK_OUTPUT"
+#: the tag nbstripout (``--keep-output`` per cell) and similar tools honour: golden cells carry it
+KEEP_OUTPUT_TAG = "keep_output"
 KERNEL_NAME = "diffcl-lite"
 KERNELSPEC = {"display_name": "Python (diffcl-lite)", "language": "python", "name": KERNEL_NAME}
 LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
@@ -80,7 +82,8 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
     """Return a stripped copy of the notebook JSON (a dict as read by ``json.load``).
 
     * code cells: outputs and execution counts cleared, except golden cells, which keep their
-      outputs (plain text only) and get the execution count a top-to-bottom run gives them;
+      outputs (plain text only), get the execution count a top-to-bottom run gives them and carry
+      the ``keep_output`` tag (so nbstripout and other strippers keep their outputs too);
     * cell metadata: only ``tags``, ``diffcl``, ``jupyter``, ``editable``, ``deletable``,
       ``slideshow``; markdown cells lose ``outputs``/``attachments`` noise;
     * notebook metadata: ``kernelspec`` set to ``diffcl-lite``, ``language_info`` reduced to the
@@ -94,6 +97,13 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
         cell["metadata"] = {k: meta[k] for k in CELL_METADATA_KEEP if k in meta}
         cell["source"] = _lines(cell.get("source", ""))
         if cell.get("cell_type") == "code":
+            tags = [t for t in cell["metadata"].get("tags", []) if t != KEEP_OUTPUT_TAG]
+            if is_golden(cell):
+                tags.append(KEEP_OUTPUT_TAG)
+            if tags:
+                cell["metadata"]["tags"] = tags
+            else:
+                cell["metadata"].pop("tags", None)
             code_seen += 1
             if is_golden(cell) and cell.get("outputs"):
                 cell["execution_count"] = code_seen

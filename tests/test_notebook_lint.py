@@ -334,3 +334,22 @@ def test_shell_polling_in_steps_returns_early_and_keeps_the_timeout():
     with pytest.raises(Empty):
         asyncio.run(never.get_msg(timeout=0.05))
     assert never.calls >= 2
+
+
+def test_outputs_only_in_keep_output_cells(nb):
+    """Committed outputs live only in cells tagged keep_output (nbstripout's convention), i.e. golden cells."""
+    name, book = nb
+    for i, c in enumerate(book.cells):
+        if c.cell_type != "code":
+            continue
+        tagged = "keep_output" in c.metadata.get("tags", [])
+        assert tagged == nbtools.is_golden(c), f"{name} cell {i}: keep_output tag must mark exactly the golden cells"
+        if c.get("outputs"):
+            assert tagged, f"{name} cell {i}: outputs outside a keep_output cell"
+
+
+def test_strip_tags_golden_cells_keep_output():
+    out = nbtools.strip_notebook(_tiny_notebook())
+    plain, golden, unrun = out["cells"][1:]
+    assert "keep_output" in golden["metadata"]["tags"] and "keep_output" in unrun["metadata"]["tags"]
+    assert "keep_output" not in plain["metadata"]["tags"]
