@@ -37,29 +37,38 @@ def pca_2d(x: Any, n_components: int = 2) -> np.ndarray:
 
 
 def knn_for_umap(x: Any, n_neighbors: int = 15, metric: str = "cosine", block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Exact kNN (self included, as UMAP expects) computed blockwise with torch: (indices, distances)."""
+    """Exact kNN with the point itself first, as UMAP expects: (indices, distances), both (n, n_neighbors).
+
+    The cosine case reuses the item graph's blockwise search (:func:`diffcl_lite.graphs.knn_indices`),
+    distance = 1 - cosine; ``metric="euclidean"`` uses ``torch.cdist`` in row blocks.
+    """
+    from .graphs import knn_indices
+
     t = torch.as_tensor(_np(x))
     n = len(t)
     if n_neighbors >= n:
         raise DiffCLError(f"n_neighbors={n_neighbors} must be below the number of points ({n}).")
+    if metric not in ("cosine", "euclidean"):
+        raise DiffCLError(f"metric={metric!r}: use 'cosine' or 'euclidean'.")
+    self_idx = torch.arange(n)[:, None]
+    if n_neighbors == 1:
+        return self_idx.numpy().astype(np.int64), np.zeros((n, 1), np.float32)
     if metric == "cosine":
-        t = torch.nn.functional.normalize(t, dim=1)
-    idx, dist = [], []
-    for s in range(0, n, block_size):
-        blk = t[s : s + block_size]
-        if metric == "cosine":
-            d = (1 - blk @ t.T).clamp_min(0)
-        elif metric == "euclidean":
-            d = torch.cdist(blk, t)
-        else:
-            raise DiffCLError(f"metric={metric!r}: use 'cosine' or 'euclidean'.")
-        rows = torch.arange(len(blk))
-        d[rows, rows + s] = -1.0  # self first
-        vals, ind = torch.topk(d, n_neighbors, dim=1, largest=False)
-        vals[:, 0] = 0.0
-        idx.append(ind)
-        dist.append(vals)
-    return torch.cat(idx).numpy().astype(np.int64), torch.cat(dist).numpy().astype(np.float32)
+        nbr, sim = knn_indices(t, k=n_neighbors - 1, block_size=block_size)
+        dist = (1 - sim).clamp_min(0)
+    else:
+        nbr_blocks, dist_blocks = [], []
+        for s in range(0, n, block_size):
+            d = torch.cdist(t[s : s + block_size], t)
+            rows = torch.arange(len(d))
+            d[rows, rows + s] = float("inf")  # self is added in front below
+            vals, ind = torch.topk(d, n_neighbors - 1, dim=1, largest=False)
+            nbr_blocks.append(ind)
+            dist_blocks.append(vals)
+        nbr, dist = torch.cat(nbr_blocks), torch.cat(dist_blocks)
+    idx = torch.cat([self_idx, nbr.cpu()], dim=1)
+    dist = torch.cat([torch.zeros(n, 1), dist.cpu().float()], dim=1)
+    return idx.numpy().astype(np.int64), dist.numpy().astype(np.float32)
 
 
 def embed_2d(x: Any, method: str = "auto", n_neighbors: int = 15, seed: int = 0, n_epochs: int | None = None,
@@ -100,9 +109,10 @@ def embed_2d(x: Any, method: str = "auto", n_neighbors: int = 15, seed: int = 0,
 
 def neighbourhood_purity(x: Any, labels: Sequence[int], k: int = 10) -> float:
     """Fraction of each point's k nearest neighbours (cosine) that share its label. Chance ≈ Σ_c p_c²."""
-    idx, _ = knn_for_umap(x, k + 1)
-    lab = np.asarray(labels)
-    return float((lab[idx[:, 1:]] == lab[:, None]).mean())
+    from .graphs import knn_indices, neighbour_topic_agreement
+
+    idx, _ = knn_indices(torch.as_tensor(_np(x)), k=k)
+    return neighbour_topic_agreement(idx, np.asarray(labels))
 
 
 def save_figure(fig: Any, name: str, figures_dir: str | Path | None = None, formats: Sequence[str] = ("png",)) -> list[Path]:
