@@ -240,7 +240,7 @@ def train(
             break
         model.train()
         t0 = time.perf_counter()
-        sums: dict[str, float] = {}
+        sums: dict[str, Any] = {}
         try:
             for b, (u, p, n) in enumerate(sampler.epoch()):
                 if b >= n_batches:
@@ -250,12 +250,12 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 optimizer.step()
+                # accumulate on the device: a float() per term would synchronise the GPU every step
                 for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    sums[k] = sums[k] + v.detach().double() if k in sums else v.detach().double()
         except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
             raise _oom_error(exc, cfg, "training") from exc
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sums = {k: float(v) for k, v in sums.items()}  # one synchronisation per epoch
         train_times.append(time.perf_counter() - t0)
         row: dict[str, Any] = {"epoch": epoch, **{f"loss_{k}": v / n_batches for k, v in sums.items()},
                                "train_seconds": round(train_times[-1], 4)}
