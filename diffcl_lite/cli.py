@@ -148,6 +148,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from .experiments import results_table, run_ablation
 
     data = _load_dataset(args)
+    if args.seeds is not None:
+        return _ablate_seeds(args, data)
     rows = run_ablation(data, model_config_from_args(args), train_config_from_args(args),
                         device=args.device, out_dir=args.out, include_baselines=not args.no_baselines,
                         cache_dir=args.cache_dir)
@@ -155,6 +157,28 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from .experiments import safe_name
 
     print(f"wrote {Path(args.out) / ('ablation_' + safe_name(data.name))}.md/.json", file=sys.stderr)
+    return 0
+
+
+def _command_line() -> str:
+    """The command that is running, for the results files (``python -m diffcl_lite ...``)."""
+    import shlex
+
+    return "python -m diffcl_lite " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _ablate_seeds(args: argparse.Namespace, data) -> int:
+    from .experiments import run_ablation_seeds, safe_name, summary_table
+
+    if args.seeds < 1:
+        raise DiffCLError(f"--seeds {args.seeds}: give the number of seeds, >= 1 (3 or more for paired tests).")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    rows = run_ablation_seeds(data, model_config_from_args(args), train_config_from_args(args), seeds=seeds,
+                              out_dir=args.out, include_baselines=not args.no_baselines, device=args.device,
+                              cache_dir=args.cache_dir, command=_command_line(), n_boot=args.n_boot,
+                              progress=not args.quiet)
+    print(summary_table(rows, fmt="text"))
+    print(f"wrote {Path(args.out) / ('ablation_' + safe_name(data.name))}.md/.json/.runs.jsonl", file=sys.stderr)
     return 0
 
 
@@ -187,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p_abl)
     p_abl.add_argument("--out", default="figures", help="folder for ablation_<dataset>.md/.json [figures]")
     p_abl.add_argument("--no-baselines", action="store_true", help="skip LightGCN and MF")
+    p_abl.add_argument("--seeds", type=int, default=None,
+                       help="run seeds --seed..--seed+N-1; mean ± sd and paired tests against DiffCL; resumable "
+                            "(finished runs in <out>/ablation_<dataset>.runs.jsonl are skipped)")
+    p_abl.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples over test users [10000]")
     p_abl.set_defaults(func=cmd_ablate)
     p_data = sub.add_parser("data", help="list datasets, show a data card, download or summarise one")
     p_data.add_argument("action", choices=["list", "card", "download", "summary"])

@@ -186,3 +186,334 @@ def selection_summary(curve: Sequence[dict[str, Any]], metric: str = "recall@20"
         "best_test_index": int(by_test),
         "optimism": float(curve[by_test][tk] - curve[by_valid][tk]),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Several seeds, per-user metrics, paired tests (``python -m diffcl_lite ablate --seeds N``)
+# ---------------------------------------------------------------------------------------------
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from . import stats  # noqa: E402
+from .evaluation import DEFAULT_KS, _csr_rows_to_dense, ranking_metrics  # noqa: E402
+
+#: metrics kept per test user (for the paired bootstrap over users)
+PER_USER_METRICS = ("recall@20", "ndcg@20")
+REFERENCE_LABEL = "diffcl"
+
+
+@torch.no_grad()
+def per_user_metrics(model, data: RecDataset, split: str = "test", ks: Sequence[int] = DEFAULT_KS,
+                     batch_size: int = 1024) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(users, {metric: per-user values})`` with the protocol of :func:`~diffcl_lite.evaluation.evaluate`.
+
+    The mean of each array over users equals the metric ``evaluate`` reports (a test checks it).
+    Users are those with at least one held-out item in ``split``, in increasing id order.
+    """
+    if split not in ("valid", "test"):
+        raise DiffCLError(f"per_user_metrics: split={split!r} must be 'valid' or 'test'.")
+    user_emb, item_emb = model.final_embeddings()
+    device = user_emb.device
+    heldout = data.interaction_matrix(split)
+    masked = data.interaction_matrix("train")
+    if split == "test":
+        masked = (masked + data.interaction_matrix("valid")).tocsr()
+    n_rel_all = np.diff(heldout.indptr)
+    users = np.where(n_rel_all > 0)[0]
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        bt = torch.as_tensor(batch, device=device)
+        # ŷ_ui = e_u · e_i, train (and valid, for test) items masked
+        scores = (user_emb[bt] @ item_emb.T).masked_fill(_csr_rows_to_dense(masked, batch, device), float("-inf"))
+        top = torch.topk(scores, max(ks), dim=1).indices
+        hits = _csr_rows_to_dense(heldout, batch, device).gather(1, top)
+        for name, val in ranking_metrics(hits, torch.as_tensor(n_rel_all[batch], device=device), ks).items():
+            parts.setdefault(name, []).append(val.double().cpu().numpy())
+    return users.astype(np.int64), {k: np.concatenate(v) for k, v in parts.items()}
+
+
+@dataclass
+class RunSpec:
+    """One row of a table: a label, a model name and its configs (the seed comes from the run)."""
+
+    label: str
+    model: str
+    config: DiffCLConfig = field(default_factory=DiffCLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_VOLATILE_TRAIN_FIELDS = ("progress", "checkpoint_dir", "resume", "eval_batch_size")
+
+
+def run_key(spec: RunSpec, seed: int, dataset: str) -> str:
+    """A stable id of (dataset, label, model, configs, seed): done runs are skipped on restart."""
+    train = {k: v for k, v in asdict(spec.train).items() if k not in _VOLATILE_TRAIN_FIELDS and k != "seed"}
+    blob = json.dumps({"dataset": dataset, "label": spec.label, "model": spec.model, "config": spec.config.to_dict(),
+                       "train": train, "seed": int(seed)}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+class RunStore:
+    """An append-only JSONL file of finished runs, one JSON object per line.
+
+    Each line is written with a single ``write`` + ``fsync``; a line cut short by a crash is
+    dropped (with a warning) the next time the file is read, so a restart reruns that run only.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.exists():
+            self._read()
+
+    def _read(self) -> None:
+        assert self.path is not None
+        good, dropped = [], 0
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or "key" not in rec:
+                    raise ValueError("not a run record")
+            except ValueError:
+                dropped += 1
+                log.warning("%s: line %d is not a complete run record; it is dropped and that run reruns", self.path, n)
+                continue
+            good.append(line)
+            self.records[rec["key"]] = rec
+        if dropped:  # rewrite without the broken lines, atomically
+            atomic_write_bytes(self.path, ("\n".join(good) + "\n" if good else "").encode())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records[record["key"]] = record
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def run_one(data: RecDataset, spec: RunSpec, seed: int, device: str = "auto", cache_dir: str | None = None,
+            keep_history: bool = True) -> dict[str, Any]:
+    """Train ``spec`` with ``seed``; return a run record with the result and per-user test metrics."""
+    tcfg = replace(spec.train, seed=int(seed))
+    t0 = time.perf_counter()
+    model, res = run_experiment(data, spec.model, spec.config, tcfg, device=device, cache_dir=cache_dir)
+    users, per_user = per_user_metrics(model, data, "test", tcfg.ks, tcfg.eval_batch_size)
+    result = res.to_json()
+    if not keep_history:
+        result.pop("history", None)
+    return {
+        "key": run_key(spec, seed, data.name), "label": spec.label, "model": spec.model, "seed": int(seed),
+        "dataset": data.name, "config": spec.config.to_dict(), "train": _plain_train(tcfg), "result": result,
+        "per_user": {"users": users.tolist(), **{m: np.round(per_user[m], 6).tolist() for m in PER_USER_METRICS}},
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _plain_train(tcfg: TrainConfig) -> dict[str, Any]:
+    d = asdict(tcfg)
+    d["ks"] = list(d["ks"])
+    return d
+
+
+def run_seeded(data: RecDataset, specs: Sequence[RunSpec], seeds: Sequence[int], store: RunStore | None = None,
+               device: str = "auto", cache_dir: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Every spec with every seed (seed-major order), skipping runs already in ``store``."""
+    from tqdm.auto import tqdm
+
+    store = store or RunStore(None)
+    jobs = [(s, spec) for s in seeds for spec in specs]
+    out = []
+    bar = tqdm(jobs, desc="runs", unit="run", disable=not progress)
+    for seed, spec in bar:
+        key = run_key(spec, seed, data.name)
+        rec = store.get(key)
+        if rec is None:
+            bar.set_postfix_str(f"{spec.label} seed {seed}")
+            log.info("run: %s seed %d", spec.label, seed)
+            rec = run_one(data, replace(spec, train=replace(spec.train, progress=False)), seed, device, cache_dir)
+            store.add(rec)
+        else:
+            log.info("run: %s seed %d already done (%s)", spec.label, seed, store.path)
+        out.append(rec)
+    bar.close()
+    return out
+
+
+def ablation_specs(base: DiffCLConfig | None = None, train_config: TrainConfig | None = None,
+                   include_baselines: bool = True) -> list[RunSpec]:
+    """The rows of :func:`ablation_variants` as :class:`RunSpec` objects with one train config."""
+    tcfg = train_config or TrainConfig()
+    return [RunSpec(label, name, cfg, tcfg) for label, name, cfg in ablation_variants(base, include_baselines)]
+
+
+def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABEL, metric: str = "recall@20",
+              n_boot: int = 10_000, alpha: float = 0.05, boot_seed: int = 0) -> list[dict[str, Any]]:
+    """One row per label: mean ± sd over seeds and paired tests of ``metric`` against ``reference``.
+
+    Seeds test: paired t-test of the per-seed test ``metric`` over the seeds both rows have.
+    Users test: per-user ``metric`` averaged over those seeds, paired by user, bootstrapped
+    (:func:`~diffcl_lite.stats.paired_bootstrap`). Both p-value families are Holm-adjusted over
+    the rows of the table; ``sig_users``/``sig_seeds`` mark ↑/↓ at ``alpha`` after adjustment.
+    """
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_label.setdefault(rec["label"], []).append(rec)
+    if not by_label:
+        raise DiffCLError("summarize: no run records; run the table first.")
+    ref = {r["seed"]: r for r in by_label.get(reference, [])}
+    rows: list[dict[str, Any]] = []
+    for label, recs in by_label.items():
+        recs = sorted(recs, key=lambda r: r["seed"])
+        res = [r["result"] for r in recs]
+        row: dict[str, Any] = {"label": label, "model": recs[0]["model"], "seeds": [r["seed"] for r in recs]}
+        for split in ("test", "valid"):
+            for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"):
+                vals = [x[split].get(m, float("nan")) for x in res]
+                row[f"{split}_{m}"] = {"values": vals, "mean": stats.mean_sd(vals)[0], "sd": stats.mean_sd(vals)[1]}
+        row["best_epoch"] = [x["best_epoch"] for x in res]
+        row["epochs_run"] = [x["epochs_run"] for x in res]
+        row["epoch_seconds"] = stats.mean_sd([x["epoch_seconds"] for x in res])[0]
+        row["eval_seconds"] = stats.mean_sd([x["eval_seconds"] for x in res])[0]
+        common = [r for r in recs if r["seed"] in ref]
+        row["vs_reference"] = None
+        if label != reference and len(common) >= 1 and ref:
+            seeds = [r["seed"] for r in common]
+            a = [r["result"]["test"][metric] for r in common]
+            b = [ref[s]["result"]["test"][metric] for s in seeds]
+            t = stats.paired_ttest(a, b).to_json() if len(common) >= 2 else None
+            boot = None
+            if metric in recs[0].get("per_user", {}):
+                ua, va = _user_means(common, metric)
+                ub, vb = _user_means([ref[s] for s in seeds], metric)
+                if not np.array_equal(ua, ub):
+                    raise DiffCLError(f"summarize: rows {label!r} and {reference!r} were evaluated on different test users; "
+                                      "were they run on the same dataset?")
+                boot = stats.paired_bootstrap(va, vb, n_boot=n_boot, seed=boot_seed).to_json()
+            row["vs_reference"] = {"seeds": seeds, "diff": float(np.mean(a) - np.mean(b)), "ttest": t, "bootstrap": boot}
+        rows.append(row)
+    for kind in ("ttest", "bootstrap"):
+        idx = [i for i, r in enumerate(rows) if r["vs_reference"] and r["vs_reference"][kind]]
+        adj = stats.holm([rows[i]["vs_reference"][kind]["p_value"] for i in idx])
+        for i, p in zip(idx, adj):
+            vr = rows[i]["vs_reference"]
+            vr[kind]["p_holm"] = p
+            vr["sig_users" if kind == "bootstrap" else "sig_seeds"] = stats.significance_mark(p, vr["diff"], alpha)
+    return rows
+
+
+def _user_means(recs: Sequence[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    users = np.asarray(recs[0]["per_user"]["users"])
+    vals = np.mean([np.asarray(r["per_user"][metric], dtype=np.float64) for r in recs], axis=0)
+    return users, vals
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def summary_table(rows: Sequence[dict[str, Any]], metric: str = "recall@20", fmt: str = "markdown") -> str:
+    """Markdown (or text) table: mean ± sd over seeds, difference to the reference, p-values, marks."""
+    header = ["model", "seeds", "R@20", "N@20", "R@10", "valid R@20", f"Δ {metric.replace('recall', 'R')}",
+              "p users (Holm)", "p seeds (Holm)", "sig", "best epoch", "s/epoch"]
+    body = []
+    for r in rows:
+        vr = r["vs_reference"]
+        ms = lambda key: stats.format_mean_sd(r[key]["values"])  # noqa: E731
+        if vr is None:
+            diff, pu, ps, sig = "(reference)", "–", "–", ""
+        else:
+            boot, tt = vr.get("bootstrap"), vr.get("ttest")
+            diff = f"{vr['diff']:+.4f}"
+            pu = _fmt_p(boot.get("p_holm") if boot else None)
+            ps = _fmt_p(tt.get("p_holm") if tt else None)
+            sig = f"users {vr.get('sig_users', '–')} / seeds {vr.get('sig_seeds', '–')}"
+        body.append([r["label"], str(len(r["seeds"])), ms("test_recall@20"), ms("test_ndcg@20"), ms("test_recall@10"),
+                     ms("valid_recall@20"), diff, pu, ps, sig, "/".join(str(e) for e in r["best_epoch"]),
+                     f"{r['epoch_seconds']:.2f}"])
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
+    line = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def table_legend(n_boot: int = 10_000, reference: str = REFERENCE_LABEL) -> str:
+    """The paragraph under a :func:`summary_table` that says what its columns and marks mean."""
+    return (
+        f"Test metrics at the best valid Recall@20 epoch, mean ± sd over seeds. Δ: mean difference of test R@20 to "
+        f"`{reference}`. p users: paired bootstrap over test users of per-user Recall@20 (averaged over the seeds), "
+        f"{n_boot:,} resamples; p seeds: paired t-test over seeds; both Holm-adjusted over the rows of the table. "
+        f"sig: ↑/↓ significantly better/worse than `{reference}` at 0.05 after adjustment, – not significant."
+    )
+
+
+def write_summary(records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], out_dir: str | Path, stem: str,
+                  command: str | None = None, extra: dict[str, Any] | None = None,
+                  n_boot: int = 10_000, reference: str = REFERENCE_LABEL) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` (table, legend, command) and ``<stem>.json`` (rows, runs without per-user arrays)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    first = records[0] if records else {}
+    tr = first.get("train", {})
+    text = [f"# {stem}", "", f"Dataset `{first.get('dataset', '?')}`, device `{first.get('result', {}).get('device', '?')}`, "
+            f"up to {tr.get('epochs', '?')} epochs, patience {tr.get('patience', '?')}, batch {tr.get('batch_size', '?')}, "
+            f"lr {tr.get('lr', '?')}.", "", summary_table(rows), "", table_legend(n_boot, reference)]
+    if command:
+        text += ["", "Regenerate with:", "", "```", command, "```"]
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    atomic_write_bytes(md, ("\n".join(text) + "\n").encode())
+    runs = [{k: v for k, v in r.items() if k != "per_user"} for r in records]
+    payload = {"command": command, "rows": rows, "runs": runs, **(extra or {})}
+    atomic_write_bytes(js, json.dumps(payload, indent=2, default=str).encode())
+    return md, js
+
+
+def run_ablation_seeds(
+    data: RecDataset,
+    base: DiffCLConfig | None = None,
+    train_config: TrainConfig | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    out_dir: str | Path | None = "results",
+    include_baselines: bool = True,
+    device: str = "auto",
+    cache_dir: str | None = None,
+    command: str | None = None,
+    n_boot: int = 10_000,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """DiffCL, its ablations and the baselines over ``seeds``, with paired tests against DiffCL.
+
+    Finished runs go to ``<out_dir>/ablation_<dataset>.runs.jsonl`` (with per-user test metrics)
+    as they end; a restart skips them. Writes ``ablation_<dataset>.md/.json``; returns the rows of
+    :func:`summarize`.
+    """
+    if len(seeds) < 1:
+        raise DiffCLError("run_ablation_seeds: seeds is empty; pass e.g. --seeds 3.")
+    stem = f"ablation_{safe_name(data.name)}"
+    store = RunStore(Path(out_dir) / f"{stem}.runs.jsonl" if out_dir is not None else None)
+    records = run_seeded(data, ablation_specs(base, train_config, include_baselines), seeds, store, device, cache_dir,
+                         progress)
+    rows = summarize(records, n_boot=n_boot)
+    if out_dir is not None:
+        write_summary(records, rows, out_dir, stem, command, n_boot=n_boot)
+    return rows
