@@ -98,7 +98,7 @@ def model_config_from_args(args: argparse.Namespace) -> DiffCLConfig:
 #: batches per epoch at 2048) converge in far fewer epochs with smaller batches and a larger lr.
 PROTOCOL_DEFAULTS = {"epochs": 100, "batch_size": 2048, "lr": 1e-3, "patience": 20}
 SMALL_SYNTHETIC_DEFAULTS = {"epochs": 30, "batch_size": 1024, "lr": 5e-3, "patience": 10}
-SMALL_SYNTHETIC = ("synthetic", "synthetic-sparse")
+SMALL_SYNTHETIC = ("synthetic", "synthetic-sparse", "synthetic-hard")
 
 
 def train_defaults(dataset: str) -> dict[str, Any]:

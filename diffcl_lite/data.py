@@ -254,6 +254,11 @@ def make_synthetic(
     noisy_item_fraction: float = 0.15,
     seed: int = 0,
     name: str = "synthetic",
+    boilerplate_fraction: float = 0.0,
+    swap_fraction: float = 0.0,
+    informative_topic_fraction: dict[str, float] | None = None,
+    cold_item_fraction: float = 0.0,
+    cold_item_train_keep: int = 0,
 ) -> RecDataset:
     """The embedded synthetic multimodal dataset: topics, tastes, popularity, noisy modalities.
 
@@ -270,6 +275,12 @@ def make_synthetic(
       random map ``W_m``; for a fraction ``noisy_item_fraction`` of items one modality (chosen at
       random) is replaced by pure noise — the "noisy modality" situation DiffCL is meant to
       withstand. ``meta["noisy_modality"][i]`` names it (or is ``""``).
+
+    Misleading modalities and cold items (all off by default; :func:`_mislead_modalities` and
+    :func:`_make_items_rare` describe them, the ``synthetic-hard`` preset turns them on):
+    ``boilerplate_fraction``, ``swap_fraction``, ``informative_topic_fraction``,
+    ``cold_item_fraction``, ``cold_item_train_keep``. They draw from their own random stream,
+    so turning them off leaves every other number of the dataset unchanged.
 
     The interactions are split per user with :func:`split_per_user`.
     """
@@ -322,6 +333,14 @@ def make_synthetic(
         noisy_modality[hit] = m
         features[m] = x.astype(np.float32)
 
+    hard = _hard_options(boilerplate_fraction, swap_fraction, informative_topic_fraction, cold_item_fraction,
+                         cold_item_train_keep, names)
+    hard_meta: dict[str, Any] = {}
+    if hard:
+        # a separate stream: the default data above is the same with or without these options
+        hard_rng = np.random.default_rng([seed, 0x4A5244])
+        hard_meta = _mislead_modalities(features, item_labels, n_topics, hard, hard_rng)
+        train, valid, test, hard_meta["cold_items"] = _make_items_rare(train, valid, test, n_users, n_items, hard, hard_rng)
     meta = {
         "source": f"make_synthetic(seed={seed})",
         "generator": {
@@ -337,6 +356,9 @@ def make_synthetic(
         "noisy_modality": noisy_modality,
         "popularity": popularity.astype(np.float32),
     }
+    if hard:
+        meta["generator"]["misleading"] = {k: v for k, v in hard.items()}
+        meta.update(hard_meta)
     return RecDataset(
         name=name,
         n_users=n_users,
@@ -349,6 +371,120 @@ def make_synthetic(
         user_labels=user_labels.astype(np.int64),
         meta=meta,
     ).validate()
+
+
+# ---------------------------------------------------------------------- misleading modalities, cold items
+def _hard_options(boilerplate_fraction: float, swap_fraction: float, informative_topic_fraction: dict[str, float] | None,
+                  cold_item_fraction: float, cold_item_train_keep: int, names: list[str]) -> dict[str, Any]:
+    """Check the options of the hard regime; ``{}`` when all are off (the default data)."""
+    for what, v in (("boilerplate_fraction", boilerplate_fraction), ("swap_fraction", swap_fraction),
+                    ("cold_item_fraction", cold_item_fraction)):
+        if not 0 <= v <= 1:
+            raise DiffCLError(f"make_synthetic: {what}={v} must lie in [0, 1].")
+    if int(cold_item_train_keep) != cold_item_train_keep or cold_item_train_keep < 0:
+        raise DiffCLError(f"make_synthetic: cold_item_train_keep={cold_item_train_keep} must be an integer >= 0.")
+    info = dict(informative_topic_fraction or {})
+    for m, f in info.items():
+        if m not in names:
+            raise DiffCLError(f"make_synthetic: informative_topic_fraction names {m!r}, not a modality of {names}.")
+        if not 0 <= f <= 1:
+            raise DiffCLError(f"make_synthetic: informative_topic_fraction[{m!r}]={f} must lie in [0, 1].")
+    if not (boilerplate_fraction or swap_fraction or cold_item_fraction or any(f < 1 for f in info.values())):
+        return {}
+    return {"boilerplate_fraction": float(boilerplate_fraction), "swap_fraction": float(swap_fraction),
+            "informative_topic_fraction": {m: float(f) for m, f in info.items()},
+            "cold_item_fraction": float(cold_item_fraction), "cold_item_train_keep": int(cold_item_train_keep)}
+
+
+def _mislead_modalities(features: dict[str, np.ndarray], item_labels: np.ndarray, n_topics: int,
+                        hard: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """Modality noise that misleads a feature kNN graph instead of being ignored by it (in place).
+
+    Isotropic noise on a few items only makes their kNN rows random, and a kNN graph simply
+    ignores such items. Real catalogues mislead in structured ways, and these are the problems
+    DiffCL states (noisy modalities that harm the item graph and random augmentations, and
+    modalities whose semantics disagree, to be aligned through the ID view):
+
+    - **boilerplate** (``boilerplate_fraction``): per modality, that share of items gets one of
+      3 shared templates plus a little noise (stock photos, "no description" texts), whatever
+      their topic: the kNN graph links them to each other across topics;
+    - **swapped** (``swap_fraction``): per modality, that share of items exchange their rows in a
+      random cycle (the wrong picture attached to a product): confident features of another item;
+    - **informative for some topics only** (``informative_topic_fraction[m]``): modality ``m``
+      separates only that share of the topics (drawn per modality); the rows of items of the other
+      topics are shuffled among themselves, so ``m`` cannot tell those topics apart and its kNN
+      neighbours there are of random (wrong) topics, while another modality may still separate them.
+
+    Returns the ground truth for plots and checks: ``meta["misled_modality"][m]`` (per item:
+    ``""``, ``"boilerplate"``, ``"swapped"`` or ``"uninformative"``) and
+    ``meta["informative_topics"][m]``.
+    """
+    misled: dict[str, np.ndarray] = {}
+    informative: dict[str, list[int]] = {}
+    n_items = len(item_labels)
+    for m, x in features.items():
+        kind = np.array([""] * n_items, dtype=object)
+        d = x.shape[1]
+        frac = hard["informative_topic_fraction"].get(m, 1.0)
+        n_info = int(round(frac * n_topics))
+        topics = np.sort(rng.permutation(n_topics)[:n_info])
+        informative[m] = [int(t) for t in topics]
+        pool = np.where(~np.isin(item_labels, topics))[0]
+        if len(pool) > 1:
+            x[pool] = x[rng.permutation(pool)]
+            kind[pool] = "uninformative"
+        sw = np.where(rng.random(n_items) < hard["swap_fraction"])[0]
+        if len(sw) > 1:
+            # a cycle: item sw[j] gets the row of sw[j+1], nobody keeps its own
+            order = rng.permutation(sw)
+            x[order] = x[np.roll(order, -1)]
+            kind[order] = "swapped"
+        bp = np.where(rng.random(n_items) < hard["boilerplate_fraction"])[0]
+        if len(bp):
+            # template_c = s(1.5 z_c) with s(x) = x / sqrt(1 + x^2), z_c ~ N(0, I); row = template + 0.1 N(0, I)
+            z = 1.5 * rng.standard_normal((3, d))
+            templates = z / np.sqrt(1.0 + z * z)
+            x[bp] = templates[rng.integers(0, 3, size=len(bp))] + 0.1 * rng.standard_normal((len(bp), d))
+            kind[bp] = "boilerplate"
+        features[m] = x.astype(np.float32)
+        misled[m] = kind
+    return {"misled_modality": misled, "informative_topics": informative}
+
+
+def _make_items_rare(train: np.ndarray, valid: np.ndarray, test: np.ndarray, n_users: int, n_items: int,
+                     hard: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cold and rare items: a share ``cold_item_fraction`` of items keeps at most
+    ``cold_item_train_keep`` train interactions; the others move to valid or test (half each).
+
+    This is where an item graph and modality features are supposed to help: the ID embedding of
+    such an item is barely trained, but it still has features and feature neighbours. A move that
+    would leave a user without train interactions is not made. Returns the new splits and the
+    ids of the chosen items.
+    """
+    frac, keep = hard["cold_item_fraction"], hard["cold_item_train_keep"]
+    chosen = np.where(rng.random(n_items) < frac)[0]
+    if len(chosen) == 0:
+        return train, valid, test, chosen.astype(np.int64)
+    order = rng.permutation(len(train))
+    is_chosen = np.zeros(n_items, dtype=bool)
+    is_chosen[chosen] = True
+    kept_per_item = np.zeros(n_items, dtype=np.int64)
+    train_left = np.bincount(train[:, 0], minlength=n_users)
+    move = np.zeros(len(train), dtype=bool)
+    for r in order:  # visit train rows in random order: the kept ones are a random sample
+        u, i = int(train[r, 0]), int(train[r, 1])
+        if not is_chosen[i]:
+            continue
+        if kept_per_item[i] < keep or train_left[u] <= 1:
+            kept_per_item[i] += 1
+            continue
+        move[r] = True
+        train_left[u] -= 1
+    moved = train[move]
+    to_test = rng.random(len(moved)) < 0.5
+    valid = np.concatenate([valid, moved[~to_test]]) if len(moved) else valid
+    test = np.concatenate([test, moved[to_test]]) if len(moved) else test
+    return train[~move], valid, test, chosen.astype(np.int64)
 
 
 # ---------------------------------------------------------------------- 2-D toy data (notebooks 03-04)
