@@ -6,7 +6,11 @@ interactions only. We reconstruct it as a loss that pulls each modality's repres
 node towards the stop-gradient ID representation of the same node:
 
 - ``kind="infonce"`` (instance level, default): L = InfoNCE(h^m, sg(h^id)).
-- ``kind="moments"`` (MENTOR, distribution level): L = |μ^m - μ^id| + |σ²^m - σ²^id|.
+- ``kind="moments"`` (distribution level, per feature, to the stop-gradient anchor): L =
+  |μ^m - μ^id| + |σ²^m - σ²^id|. Our variant inspired by MENTOR, not MENTOR's loss.
+- ``DiffCLConfig(align_kind="mentor")``: MENTOR's ``align_vt`` (Xu et al. 2024), scalar mean and
+  variance of whole embedding tables, pairwise among ID, fused and each modality, no
+  stop-gradient (:func:`~diffcl_lite.losses.mentor_alignment`).
 
 Both live in :mod:`diffcl_lite.losses`; this module adds measurements for the notebook.
 """
@@ -15,9 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .losses import align_to_anchor, moment_matching
+from .losses import align_to_anchor, mentor_alignment, moment_matching, table_moments_distance
 
-__all__ = ["align_to_anchor", "moment_matching", "anchor_agreement", "matched_pair_rank"]
+__all__ = ["align_to_anchor", "moment_matching", "mentor_alignment", "table_moments_distance", "anchor_agreement",
+           "matched_pair_rank"]
 
 
 @torch.no_grad()

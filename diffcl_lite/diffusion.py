@@ -307,6 +307,14 @@ class Denoiser(nn.Module):
     ``x_t`` (optionally L2-normalised, ``norm_input``, and dropped out, ``dropout``), then
     ``n_layers`` linear layers with Tanh between them (``activation="silu"`` is our option);
     the last layer is linear to ``dim``. Weights Xavier-normal, biases N(0, 0.001) as DiffMM.
+
+    ``residual=True`` (our option, not DiffMM's) predicts ``x0_hat = x_t + g(x_t, t)`` with the last
+    layer of ``g`` initialised at 1e-3 of its usual scale (bias 0), so an untrained denoiser is the
+    identity up to 1e-3. This is the
+    skip-connection parameterisation of EDM (Karras et al. 2022, ``c_skip x + c_out F``) and the
+    zero-initialised residual branch of Fixup / ReZero: a random MLP would otherwise map every
+    ``x_t`` to an unrelated direction and a diffusion view would carry none of ``x0``'s signal
+    until the denoiser has been trained.
     """
 
     def __init__(
@@ -318,8 +326,10 @@ class Denoiser(nn.Module):
         dropout: float = 0.0,
         norm_input: bool = False,
         activation: str = "tanh",
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = bool(residual)
         if int(dim) < 1 or int(hidden) < 1 or int(time_dim) < 1:
             raise DiffCLError(f"dim={dim}, hidden={hidden}, time_dim={time_dim} must all be >= 1.")
         if int(n_layers) < 1:
@@ -347,16 +357,24 @@ class Denoiser(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_normal_(m.weight)
                 nn.init.normal_(m.bias, 0.0, 0.001)
+        if self.residual:
+            # g starts at (almost) 0, so x0_hat = x_t at initialisation: the last layer's weights are
+            # scaled by 1e-3 rather than zeroed so that every layer receives a gradient from step one
+            last = self.mlp[-1]
+            with torch.no_grad():
+                last.weight.mul_(1e-3)
+            nn.init.zeros_(last.bias)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # e_t = W_time emb(t) + b_time
         e_t = self.time_mlp(timestep_embedding(t, self.time_dim))
-        if self.norm_input:
-            # x_t <- x_t / ||x_t||
-            x_t = F.normalize(x_t, dim=-1)
-        x_t = self.drop(x_t)
+        # x_t <- x_t / ||x_t|| (norm_input)
+        x_in = F.normalize(x_t, dim=-1) if self.norm_input else x_t
+        x_in = self.drop(x_in)
         # x0_hat = MLP([x_t, e_t])
-        return self.mlp(torch.cat([x_t, e_t.to(x_t.dtype)], dim=-1))
+        out = self.mlp(torch.cat([x_in, e_t.to(x_t.dtype)], dim=-1))
+        # residual: x0_hat = x_t + g([x_t, e_t])
+        return x_t + out if self.residual else out
 
 
 # ---------------------------------------------------------------------------------------------

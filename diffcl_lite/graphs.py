@@ -217,6 +217,29 @@ def bipartite_adjacency(
     return scipy_to_torch_sparse(a_hat, device=device, layout=layout)
 
 
+def degree_sensitive_edge_sample(
+    n_users: int, n_items: int, train: np.ndarray, keep: float, generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """FREEDOM's degree-sensitive edge pruning: a fraction ``keep`` of the unique train edges.
+
+    FREEDOM (Zhou & Shen 2023, ``pre_epoch_processing``) samples edges without replacement with
+    probability ``p_ui ∝ 1 / sqrt(d_u d_i)`` (degrees of the full train graph), so edges between
+    popular users and items are dropped first; the kept edges are renormalised into a fresh
+    ``A_hat`` every epoch (:func:`bipartite_adjacency` of the returned pairs), and evaluation uses
+    the full graph. Returns the kept ``(n, 2)`` pairs, sorted.
+    """
+    if not 0.0 < keep <= 1.0:
+        raise DiffCLError(f"degree_sensitive_edge_sample: keep={keep} must lie in (0, 1] (FREEDOM keeps 0.1-0.2).")
+    pairs = np.unique(_check_train(n_users, n_items, train), axis=0)
+    d_u = np.bincount(pairs[:, 0], minlength=n_users).astype(np.float64)
+    d_i = np.bincount(pairs[:, 1], minlength=n_items).astype(np.float64)
+    # p_ui ∝ 1 / sqrt(d_u d_i)
+    w = torch.as_tensor(1.0 / np.sqrt(d_u[pairs[:, 0]] * d_i[pairs[:, 1]]), dtype=torch.float64)
+    n_keep = max(1, int(len(pairs) * keep))
+    idx = torch.multinomial(w, n_keep, replacement=False, generator=generator).numpy()
+    return pairs[np.sort(idx)]
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """y = A x for a symmetric sparse A; the backward reuses A because dL/dx = A^T g = A g.
 
@@ -325,12 +348,35 @@ def knn_indices(
     running top-k lists are merged tile by tile; neighbours are sorted by decreasing
     similarity. Memory beyond the features: two tiles and the ``(n, k)`` lists. Returned on
     ``device`` (default: the features' device, CPU for numpy).
+
+    The tiles are float32 products, whose last bits depend on the CPU's matrix kernel; a few
+    spare candidates per row are therefore re-scored in float64 and ties broken by item id, so
+    the same features give the same graph on every machine.
     """
     x = _as_feature_tensor(features)
     k = _check_k(k, x.shape[0])
     if device is not None:
         x = x.to(device)
-    return _topk_dot(_unit_rows(x), k, block_size, progress)
+    n_cand = min(x.shape[0] - 1, k + max(4, k // 2))
+    cand, _ = _topk_dot(_unit_rows(x), n_cand, block_size, progress)
+    return _rerank_exact(x, cand, k)
+
+
+def _rerank_exact(x: torch.Tensor, cand: torch.Tensor, k: int, block_bytes: int = 2**26) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` of each row's candidates by float64 cosine, ties broken by the smaller item id."""
+    x64 = _unit_rows(x.double())
+    # candidates in id order first, so the stable sort below breaks exact ties by id
+    cand = torch.sort(cand, dim=1).values
+    rows = max(1, block_bytes // (8 * cand.shape[1] * max(1, x.shape[1])))
+    out_idx, out_sim = [], []
+    for start in range(0, x.shape[0], rows):
+        c = cand[start : start + rows]
+        # cos(x_i, x_j) = x_i . x_j on unit rows, in float64
+        sim = (x64[start : start + rows].unsqueeze(1) * x64[c]).sum(dim=-1)
+        order = torch.sort(sim, dim=1, descending=True, stable=True).indices[:, :k]
+        out_idx.append(torch.gather(c, 1, order))
+        out_sim.append(torch.gather(sim, 1, order).float())
+    return torch.cat(out_idx), torch.cat(out_sim)
 
 
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ Introduced in notebooks 05 (contrastive views: ``info_nce``, ``alignment``/``uni
 Which choices are the paper's and which are ours: the paper states BPR + a diffusion-contrastive
 InfoNCE + an alignment loss (+ L2). The one-directional in-batch InfoNCE (SGL / SimGCL
 convention), the stop-gradient ID anchor implemented as ``detach()`` and the moment-matching
-variant (MENTOR) are reconstructions, each switchable through ``DiffCLConfig``.
+variant (ours, after MENTOR) and MENTOR's own scalar-moment alignment (``mentor_alignment``) are reconstructions, each switchable through ``DiffCLConfig``.
 """
 from __future__ import annotations
 
@@ -54,7 +54,10 @@ def align_to_anchor(
 
     kind="infonce":  L = InfoNCE(h^m, sg(h^id))   (instance level: item i's image vector should be
                      closer to item i's ID vector than to any other item's)
-    kind="moments":  L = mean_d |μ^m_d - μ^id_d| + mean_d |σ²^m_d - σ²^id_d|   (MENTOR, distribution level)
+    kind="moments":  L = mean_d |μ^m_d - μ^id_d| + mean_d |σ²^m_d - σ²^id_d|   (distribution level,
+                     per feature over the batch: our variant inspired by MENTOR; MENTOR's own loss,
+                     scalar moments of whole tables with no stop-gradient, is
+                     :func:`mentor_alignment`, ``DiffCLConfig(align_kind="mentor")``)
 
     sg(·) is ``detach()``: the ID view is the stable anchor, only the modality moves.
     """
@@ -72,6 +75,29 @@ def moment_matching(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     mean_a, mean_b = a.mean(0), b.mean(0)
     var_a, var_b = a.var(0, unbiased=False), b.var(0, unbiased=False)
     return (mean_a - mean_b).abs().mean() + (var_a - var_b).abs().mean()
+
+
+def table_moments_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MENTOR's ``align_vt`` (Xu et al. 2024): |var(A) - var(B)| + |mean(A) - mean(B)|.
+
+    Mean and variance are SCALARS over every entry of each table (``torch.var``, unbiased, as
+    MENTOR), so the loss matches the tables' overall location and spread, not per-feature moments
+    and not instances. No stop-gradient: both tables move.
+    """
+    # |σ²(A) - σ²(B)| + |μ(A) - μ(B)|, scalars over all entries
+    return (a.var() - b.var()).abs() + (a.mean() - b.mean()).abs()
+
+
+def mentor_alignment(tables: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Σ over unordered pairs of :func:`table_moments_distance` (MENTOR aligns ID, fused and each modality)."""
+    names = list(tables)
+    if len(names) < 2:
+        raise DiffCLError(f"mentor_alignment needs at least two tables, got {names}.")
+    total = tables[names[0]].new_zeros(())
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            total = total + table_moments_distance(tables[names[i]], tables[names[j]])
+    return total
 
 
 def l2_reg(*embeddings: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:

@@ -28,13 +28,14 @@ from torch import nn
 
 from .data import RecDataset
 from .errors import DiffCLError
-from .graphs import bipartite_adjacency, item_item_graph, lightgcn_propagate
-from .losses import align_to_anchor, bpr_loss, info_nce, l2_reg
-from .views import make_view_generator
+from .graphs import bipartite_adjacency, degree_sensitive_edge_sample, item_item_graph, lightgcn_propagate
+from .losses import align_to_anchor, bpr_loss, info_nce, l2_reg, mentor_alignment, uniformity
+from .views import angular_deviation, make_view_generator
 
 log = logging.getLogger(__name__)
 
 MODELS = ("diffcl", "lightgcn", "mf")
+ALIGN_KINDS = ("infonce", "mentor", "moments")
 
 
 @dataclass
@@ -53,7 +54,17 @@ class DiffCLConfig:
     use_item_graph: bool = True
     item_graph_k: int = 10
     item_graph_weights: dict[str, float] | None = None   # None: image .1 / text .9, else equal
-    item_graph_on_id: bool = False          # also enhance the ID view's items
+    # which views' items the item-item graph enhances: h_i^v <- h_i^v + (S h^v)_i
+    #   "modalities": the modality views (our first reconstruction; the graph is feature-based, so it
+    #                 can only smooth modality noise into modality views);
+    #   "id":         the ID item embeddings only, as FREEDOM (Zhou & Shen 2023) and LATTICE (Zhang et
+    #                 al. 2021) do: the frozen feature kNN graph propagates the interaction-learnt IDs;
+    #   "all":        every view.
+    item_graph_target: str = "modalities"
+    item_graph_on_id: bool = False          # legacy switch: True adds "id" to the target views
+    # FREEDOM's degree-sensitive edge pruning of the user-item graph: each epoch keep a fraction
+    # 1 - edge_prune of the train edges, sampled with probability ∝ 1/sqrt(d_u d_i) (0 = off)
+    edge_prune: float = 0.0
     # contrastive views (paper: diffusion views + InfoNCE)
     use_cl: bool = True
     view_kind: str = "diffusion"            # "diffusion" (DiffCL) or "random" (SimGCL baseline)
@@ -61,6 +72,9 @@ class DiffCLConfig:
     lambda_cl: float = 0.05
     cl_max_nodes: int | None = 512           # contrast/align at most this many users (and items) per batch
     random_eps: float = 0.1                 # SimGCL noise magnitude for view_kind="random"
+    # SimGCL's eps is absolute (Yu et al. 2022); relative=True scales it by ||h|| per row (ours), so
+    # random and diffusion views can be compared at matched angular deviation
+    random_relative: bool = False
     # diffusion (DiffMM / DiffRec defaults)
     schedule: str = "linear-var"
     diffusion_steps: int = 5
@@ -71,10 +85,24 @@ class DiffCLConfig:
     sampling_noise: bool = False
     snr_weighted: bool = False
     denoiser_hidden: int = 128
+    # x0_hat = x_t + g(x_t, t), g zero-initialised (EDM skip parameterisation, Karras et al. 2022):
+    # an untrained denoiser is the identity, so views carry x0's signal from the first step
+    # (False: DiffMM's plain x0-predicting MLP, whose untrained output is unrelated to x0)
+    denoiser_residual: bool = False
+    # diffuse x0 / s with s = ||x0|| / sqrt(d) per row, view scaled back by s (DDPM assumes unit-scale
+    # data; EDM's sigma_data): the schedule's noise is then relative to the embedding's norm
+    diffusion_standardize: bool = False
     lambda_diff: float = 1.0
     # alignment (paper: align visual/textual through stable ID embeddings)
     use_align: bool = True
-    align_kind: str = "infonce"             # "infonce" or "moments" (MENTOR)
+    # "infonce": InfoNCE(h^m, sg(h^id)) per sampled node (instance level; the paper's "stable ID
+    #            anchor" read as a stop-gradient, our reconstruction);
+    # "mentor":  MENTOR's align_vt (Xu et al. 2024): |mean(A) - mean(B)| + |var(A) - var(B)| with
+    #            SCALAR mean and variance of whole embedding tables, pairwise among ID, fused and
+    #            each modality, no stop-gradient;
+    # "moments": our per-feature variant, mean_d |mu_d^m - mu_d^id| + mean_d |var_d^m - var_d^id|
+    #            over the sampled nodes, towards sg(h^id) (inspired by MENTOR, not MENTOR's loss)
+    align_kind: str = "infonce"
     lambda_align: float = 0.05
     align_temperature: float = 0.2
     # fusion and regularisation
@@ -87,7 +115,10 @@ class DiffCLConfig:
             (self.n_layers >= 0, "n_layers must be >= 0"),
             (self.item_graph_k >= 1, "item_graph_k must be >= 1"),
             (self.view_kind in ("diffusion", "random"), "view_kind must be 'diffusion' or 'random'"),
-            (self.align_kind in ("infonce", "moments"), "align_kind must be 'infonce' or 'moments'"),
+            (self.align_kind in ALIGN_KINDS, f"align_kind must be one of {ALIGN_KINDS}"),
+            (self.item_graph_target in ("modalities", "id", "all"),
+             "item_graph_target must be 'modalities', 'id' or 'all'"),
+            (0.0 <= self.edge_prune < 1.0, "edge_prune must lie in [0, 1)"),
             (self.fusion in ("softmax", "mean"), "fusion must be 'softmax' or 'mean'"),
             (self.cl_temperature > 0 and self.align_temperature > 0, "temperatures must be > 0"),
             (self.cl_max_nodes is None or self.cl_max_nodes >= 2, "cl_max_nodes must be >= 2 or None"),
@@ -238,8 +269,14 @@ class DiffCL(Recommender):
         # fusion weights a_m (softmax)
         self.fusion_logits = nn.Parameter(torch.zeros(len(self.modalities)))
         self.adj = bipartite_adjacency(data.n_users, data.n_items, data.train, device=device)
+        # the graph training propagates over (FREEDOM's pruned copy when edge_prune > 0); eval uses adj
+        self.train_adj = self.adj
+        self._train_pairs = data.train
         self.item_graph = None
+        self.item_graph_views = set()
         if cfg.use_item_graph:
+            target = {"modalities": set(self.modalities), "id": {"id"}, "all": set(self.views)}[cfg.item_graph_target]
+            self.item_graph_views = target | ({"id"} if cfg.item_graph_on_id else set())
             self.item_graph = item_item_graph(
                 data.features, k=cfg.item_graph_k, weights=cfg.item_graph_weights, cache_dir=cache_dir, device=device
             )
@@ -250,15 +287,26 @@ class DiffCL(Recommender):
                     cfg.view_kind, d, schedule=cfg.schedule, steps=cfg.diffusion_steps, noise_scale=cfg.noise_scale,
                     noise_min=cfg.noise_min, noise_max=cfg.noise_max, view_steps=cfg.view_steps,
                     sampling_noise=cfg.sampling_noise, snr_weighted=cfg.snr_weighted, hidden=cfg.denoiser_hidden,
-                    eps=cfg.random_eps,
+                    residual=cfg.denoiser_residual, standardize=cfg.diffusion_standardize,
+                    eps=cfg.random_eps, relative=cfg.random_relative,
                 )
 
     def _apply(self, fn, *args, **kwargs):  # move the sparse graphs with the module
         super()._apply(fn, *args, **kwargs)
+        pruned = self.train_adj is not self.adj
         self.adj = fn(self.adj)
+        self.train_adj = fn(self.train_adj) if pruned else self.adj
         if self.item_graph is not None:
             self.item_graph = fn(self.item_graph)
         return self
+
+    def pre_epoch(self) -> None:
+        """Called by the training loop before each epoch: FREEDOM's edge pruning (``edge_prune > 0``)."""
+        p = self.config.edge_prune
+        if p <= 0:
+            return
+        kept = degree_sensitive_edge_sample(self.n_users, self.n_items, self._train_pairs, keep=1.0 - p)
+        self.train_adj = bipartite_adjacency(self.n_users, self.n_items, kept, device=self.adj.device)
 
     def feature(self, m: str) -> torch.Tensor:
         return getattr(self, f"feat_{m}")
@@ -278,14 +326,19 @@ class DiffCL(Recommender):
             items = self.item_emb.weight if v == "id" else self.proj[v](self.feature(v))
             ego.append(torch.cat([self.user_emb[v].weight, items]))
         # all views share Â: propagate them side by side in one sparse product, h = mean_l Â^l x
-        h_all = lightgcn_propagate(self.adj, torch.cat(ego, dim=1), self.config.n_layers, symmetric=True)
+        adj = self.train_adj if self.training else self.adj
+        h_all = lightgcn_propagate(adj, torch.cat(ego, dim=1), self.config.n_layers, symmetric=True)
         out = {}
         for k, v in enumerate(self.views):
             h = h_all[:, k * d : (k + 1) * d]
             hu, hi = h[: self.n_users], h[self.n_users :]
-            if self.item_graph is not None and (v != "id" or self.config.item_graph_on_id):
-                # h_i^m ← h_i^m + (S h^m)_i
-                hi = hi + torch.sparse.mm(self.item_graph, hi)
+            if v in self.item_graph_views:
+                if v == "id":
+                    # FREEDOM: h_i^id ← h_i^id + (S E^id)_i, the graph over the ID item embeddings
+                    hi = hi + torch.sparse.mm(self.item_graph, self.item_emb.weight)
+                else:
+                    # h_i^m ← h_i^m + (S h^m)_i
+                    hi = hi + torch.sparse.mm(self.item_graph, hi)
             out[v] = (hu, hi)
         return out
 
@@ -332,16 +385,73 @@ class DiffCL(Recommender):
                 cl = cl + info_nce(z1[:n_u], z2[:n_u], cfg.cl_temperature) + info_nce(z1[n_u:], z2[n_u:], cfg.cl_temperature)
                 # the diffusion model's own denoising loss on sg(x0)
                 diff = diff + gen.loss(x0)
-            if cfg.use_align:
+            if cfg.use_align and cfg.align_kind != "mentor":
                 # L_align = align(h^m, sg(h^id)) for the same sampled users and items
                 id_u, id_i = views["id"]
                 align = align + align_to_anchor(hu[cl_users], id_u[cl_users], cfg.align_kind, cfg.align_temperature)
                 align = align + align_to_anchor(hi[cl_items], id_i[cl_items], cfg.align_kind, cfg.align_temperature)
+        if cfg.use_align and cfg.align_kind == "mentor":
+            # MENTOR: Σ_{pairs of {id, fused, m...}} |σ²(A) - σ²(B)| + |μ(A) - μ(B)|, whole tables, users and items
+            align = mentor_alignment({"id": views["id"][1], "fused": i_all, **{m: views[m][1] for m in self.modalities}})
+            align = align + mentor_alignment({"id": views["id"][0], "fused": u_all,
+                                              **{m: views[m][0] for m in self.modalities}})
         terms["cl"] = cfg.lambda_cl * cl
         terms["diff"] = cfg.lambda_diff * diff
         terms["align"] = cfg.lambda_align * align
         terms["total"] = terms["bpr"] + terms["reg"] + terms["cl"] + terms["diff"] + terms["align"]
         return terms
+
+
+    def view_diagnostics(self, n_nodes: int = 512, seed: int = 0) -> dict[str, float]:
+        """Per modality: how far the contrastive views are from x0 and from each other, and the gradient they send.
+
+        Measured on ``n_nodes`` users and ``n_nodes`` items drawn uniformly with ``seed`` (the same
+        nodes every call), inside a forked RNG so that training's random stream is untouched. Keys
+        ``diag_<m>_<what>``:
+
+        * ``dev_x0``: mean angular deviation of a view from its x0 (:func:`angular_deviation`,
+          0 = same direction, sqrt(2) = orthogonal), averaged over both views;
+        * ``dev_views``: angular deviation between the two views of the same node (0 = identical:
+          InfoNCE then only pushes negatives apart);
+        * ``uniformity`` / ``uniformity_x0``: Wang & Isola uniformity of the views and of x0
+          (about 0 = all nodes in one direction; lower = spread), mean of users and items;
+        * ``infonce``: the unweighted contrastive loss on these nodes (chance = ln n_nodes);
+        * ``cl_grad``: ||dL_cl / dx0||, the contrastive gradient reaching the encoder's output.
+
+        Empty when ``use_cl`` is off.
+        """
+        if not self.config.use_cl:
+            return {}
+        dev = self.item_emb.weight.device
+        devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+        out: dict[str, float] = {}
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            with torch.no_grad():
+                views = self.view_embeddings()
+            nu, ni = min(n_nodes, self.n_users), min(n_nodes, self.n_items)
+            users = torch.randperm(self.n_users, device=dev)[:nu]
+            items = torch.randperm(self.n_items, device=dev)[:ni]
+            tau = self.config.cl_temperature
+            for m in self.modalities:
+                hu, hi = views[m]
+                x0 = torch.cat([hu[users], hi[items]]).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    z1, z2 = self.view_gen[m](x0)
+                    cl = info_nce(z1[:nu], z2[:nu], tau) + info_nce(z1[nu:], z2[nu:], tau)
+                    (grad,) = torch.autograd.grad(cl, x0)
+                z1, z2 = z1.detach(), z2.detach()
+                x0d = x0.detach()
+                unif = lambda z: 0.5 * float(uniformity(z[:nu]) + uniformity(z[nu:]))  # noqa: E731
+                out.update({
+                    f"diag_{m}_dev_x0": 0.5 * (angular_deviation(z1, x0d) + angular_deviation(z2, x0d)),
+                    f"diag_{m}_dev_views": angular_deviation(z1, z2),
+                    f"diag_{m}_uniformity": unif(z1),
+                    f"diag_{m}_uniformity_x0": unif(x0d),
+                    f"diag_{m}_infonce": 0.5 * float(cl.detach()),
+                    f"diag_{m}_cl_grad": float(grad.norm()),
+                })
+        return {k: round(v, 6) for k, v in out.items()}
 
 
 def build_model(name: str, data: RecDataset, config: DiffCLConfig | None = None,

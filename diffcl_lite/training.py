@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,11 +28,20 @@ from .data import RecDataset
 from .errors import DiffCLError
 from .evaluation import DEFAULT_KS, evaluate
 from .model import DiffCLConfig, Recommender, build_model
+from .runs import dataset_fingerprint, ensure_writable_dir
 from .utils import atomic_write_bytes, get_device, seed_everything
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "diffcl_lite.checkpoint"
+CHECKPOINT_VERSION = 2
+#: TrainConfig fields that may change on resume without --resume-override: they say when to stop,
+#: how to show progress or where to write, not what is computed
+RESUME_FREE = frozenset({"epochs", "patience", "progress", "checkpoint_dir", "resume", "resume_override",
+                         "eval_batch_size", "diagnostics"})
+#: fields that cannot change on resume at all (the random state and the best score continue)
+RESUME_FIXED = frozenset({"seed", "select_metric"})
 
 
 @dataclass
@@ -53,9 +62,14 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     select_metric: str = "recall@20"
+    resume_override: tuple[str, ...] = ()    # fields allowed to differ from the checkpoint on resume
+    diagnostics: bool = True                 # record DiffCL's view diagnostics in the history every epoch
 
     def __post_init__(self) -> None:
         self.ks = tuple(int(k) for k in self.ks)
+        if isinstance(self.resume_override, str):
+            self.resume_override = tuple(p for p in self.resume_override.replace(",", " ").split() if p)
+        self.resume_override = tuple(str(x).replace("-", "_") for x in self.resume_override)
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise DiffCLError(f"TrainConfig: {name}={getattr(self, name)} must be >= 1 (--{name.replace('_', '-')}).")
@@ -178,10 +192,104 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.exists():
         raise DiffCLError(f"checkpoint {path} does not exist; run without --resume first, or pass the right --checkpoint-dir.")
+    if path.is_dir():
+        raise DiffCLError(f"checkpoint {path} is a folder; pass its parent folder as --checkpoint-dir.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupted / foreign file
-        raise DiffCLError(f"checkpoint {path} could not be read ({exc}); delete it and start again without --resume.") from exc
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated, corrupted or foreign file; torch's own advice does not apply here
+        raise DiffCLError(
+            f"checkpoint {path} cannot be read: it is damaged (for example truncated) or not a diffcl_lite checkpoint "
+            f"({type(exc).__name__}). Fix: delete it, or pass another --checkpoint-dir, and start again without --resume."
+        ) from None
+    if not isinstance(ck, dict) or not {"epoch", "model", "history"} <= set(ck):
+        raise DiffCLError(
+            f"checkpoint {path} is not a diffcl_lite checkpoint (no epoch, model weights and history in it). "
+            f"Fix: delete it, or pass another --checkpoint-dir, and start again without --resume."
+        )
+    return ck
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete ``.checkpoint.pt.*.tmp`` files that a process killed while writing left behind."""
+    stale = sorted(folder.glob(f".{CHECKPOINT_NAME}.*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        log.warning("%s: removed %d temporary file(s) left by an interrupted checkpoint write", folder, len(stale))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _describe_dataset(fp: dict[str, Any]) -> str:
+    mods = ", ".join(f"{k} {v}" for k, v in (fp.get("modalities") or {}).items()) or "no features"
+    return (f"{fp.get('name')!r} ({fp.get('users')} users, {fp.get('items')} items, {fp.get('train')}/"
+            f"{fp.get('valid')}/{fp.get('test')} train/valid/test, {mods})")
+
+
+def _check_resume(ck: dict[str, Any], path: Path, model: Recommender, cfg: "TrainConfig",
+                  model_config: dict[str, Any] | None, fingerprint: dict[str, Any]) -> list[str]:
+    """Compare a checkpoint with this run; raise a :class:`DiffCLError` listing what differs.
+
+    Returns the fields that differ but are allowed by ``cfg.resume_override``.
+    """
+    if ck.get("format") != CHECKPOINT_FORMAT or "dataset" not in ck:
+        raise DiffCLError(
+            f"checkpoint {path} was written by an older diffcl_lite and does not record its dataset and settings, "
+            f"so resuming it cannot be checked. Fix: start again without --resume (or pass another --checkpoint-dir)."
+        )
+    if ck.get("model_name") != model.name:
+        raise DiffCLError(
+            f"checkpoint {path} is for model {ck.get('model_name')!r}, not {model.name!r}. Fix: pass --model "
+            f"{ck.get('model_name')} to continue it, or drop --resume (or use another --checkpoint-dir) to start a new run."
+        )
+    old_fp = ck["dataset"] or {}
+    if old_fp.get("sha256") != fingerprint["sha256"]:
+        raise DiffCLError(
+            f"checkpoint {path} was trained on another dataset: {_describe_dataset(old_fp)}; this run's dataset is "
+            f"{_describe_dataset(fingerprint)}. Fix: pass the --dataset the checkpoint was trained on, or drop --resume "
+            f"(or use another --checkpoint-dir) to start a new run on this dataset."
+        )
+    diffs: list[tuple[str, str, Any, Any]] = []
+    now_train = _plain(asdict(cfg))
+    for name, new in now_train.items():
+        old = (ck.get("train_config") or {}).get(name, new)
+        if name not in RESUME_FREE and old != new:
+            diffs.append(("train", name, old, new))
+    old_model = ck.get("model_config")
+    if old_model is not None and model_config is not None:
+        for name, new in _plain(model_config).items():
+            old = old_model.get(name, new)
+            if old != new:
+                diffs.append(("model", name, old, new))
+    known = set(now_train) | set(model_config or {})
+    unknown = [n for n in cfg.resume_override if n not in known]
+    if unknown:
+        raise DiffCLError(
+            f"--resume-override {','.join(unknown)}: no such setting. Fix: name TrainConfig or DiffCLConfig fields, "
+            f"e.g. --resume-override lr,lambda_cl."
+        )
+    fixed = [d for d in diffs if d[1] in RESUME_FIXED]
+    refused = [d for d in diffs if d[1] not in cfg.resume_override or d[1] in RESUME_FIXED]
+    if refused:
+        lines = "\n".join(f"  {scope}.{name}: {old!r} in the checkpoint, {new!r} now ({_flag(name)})"
+                          for scope, name, old, new in refused)
+        overridable = [d[1] for d in refused if d[1] not in RESUME_FIXED]
+        fixes = ["drop --resume to start a new run (or pass another --checkpoint-dir)"]
+        if overridable:
+            names = ",".join(overridable)
+            fixes.append(f"continue the checkpoint with the new values: --resume-override {names} "
+                         f"(in Python: TrainConfig(resume_override={tuple(overridable)!r}))")
+        if fixed:
+            fixes.append("for " + ", ".join(_flag(d[1]) for d in fixed) + ": pass the checkpoint's value (the random "
+                         "state and the best score continue from the checkpoint, so these cannot change on resume)")
+        raise DiffCLError(
+            f"checkpoint {path} (epoch {ck.get('epoch')}) was trained with other settings than this run:\n{lines}\n"
+            f"Fix: " + "; or ".join(fixes) + ". Fields that may always change on resume: "
+            + ", ".join(sorted(RESUME_FREE - {"resume", "resume_override", "checkpoint_dir", "progress"})) + "."
+        )
+    return [f"{scope}.{name}: {old!r} -> {new!r}" for scope, name, old, new in diffs]
 
 
 def _to_cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -201,27 +309,61 @@ def train(
     cfg: TrainConfig | None = None,
     device: torch.device | None = None,
     run_meta: dict[str, Any] | None = None,
+    label: str | None = None,
+    on_epoch: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with early stopping; return a :class:`TrainResult`.
 
-    At the end the model holds the weights of the best valid epoch.
+    At the end the model holds the weights of the best valid epoch. ``label`` names the progress
+    bar (default: the model's name). ``on_epoch(row, history)`` is called after every epoch (and
+    after its checkpoint), e.g. by :class:`~diffcl_lite.runs.RunLog` to write ``history.csv``.
+
+    With ``cfg.checkpoint_dir`` the folder is checked for writability before any work and
+    ``checkpoint.pt`` records the dataset's fingerprint and both configs; ``cfg.resume`` then
+    refuses a checkpoint of another dataset or model, and any changed setting outside
+    :data:`RESUME_FREE` unless it is named in ``cfg.resume_override``.
     """
     cfg = cfg or TrainConfig()
     device = device or next(model.parameters()).device
+    if max(cfg.ks) > data.n_items:
+        k = max(1, min(10, data.n_items))
+        raise DiffCLError(
+            f"{data.name}: the dataset has {data.n_items} items, fewer than K={max(cfg.ks)} of the metrics (ks={cfg.ks}); "
+            f"Recall@K needs at least K items. Fix: pass smaller --ks, e.g. --ks {k} --select-metric recall@{k} "
+            f"(in Python: TrainConfig(ks=({k},), select_metric='recall@{k}'))."
+        )
+    ckpt_path = None
+    if cfg.checkpoint_dir:
+        ckpt_path = ensure_writable_dir(cfg.checkpoint_dir, "--checkpoint-dir") / CHECKPOINT_NAME
+        _remove_stale_temporaries(ckpt_path.parent)
+    model_config = (run_meta or {}).get("model_config")
+    if model_config is None and hasattr(model, "config"):
+        model_config = asdict(model.config)
+    fingerprint = dataset_fingerprint(data) if ckpt_path is not None else None
     sampler = BPRSampler(data, cfg.batch_size, seed=cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "score": -1.0, "valid": {}, "test": {}, "state": None}
     bad_evals, start_epoch = 0, 1
-    ckpt_path = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
     if cfg.resume:
         if ckpt_path is None:
             raise DiffCLError("--resume needs --checkpoint-dir DIR (the folder holding checkpoint.pt).")
         ck = load_checkpoint(ckpt_path, map_location=device)
-        if ck.get("model_name") != model.name:
-            raise DiffCLError(f"checkpoint {ckpt_path} is for model {ck.get('model_name')!r}, not {model.name!r}.")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
+        assert fingerprint is not None
+        overridden = _check_resume(ck, ckpt_path, model, cfg, model_config, fingerprint)
+        try:
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DiffCLError(
+                f"checkpoint {ckpt_path}: its weights do not fit this model ({first[:300]}). Fix: drop --resume "
+                f"(or pass another --checkpoint-dir) to start a new run."
+            ) from None
+        for group in optimizer.param_groups:  # the optimiser runs at this run's lr (equal unless overridden)
+            group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
+        if overridden:
+            log.warning("resuming %s with overridden settings: %s", ckpt_path, "; ".join(overridden))
         _set_rng_state(ck["rng"], sampler)
         history = list(ck["history"])
         best = dict(ck["best"])
@@ -232,15 +374,19 @@ def train(
     train_times, eval_times = [], []
     stopped = False
     n_batches = len(sampler) if cfg.max_batches is None else min(len(sampler), cfg.max_batches)
-    epochs = tqdm(range(start_epoch, cfg.epochs + 1), desc=f"{model.name}", disable=not cfg.progress,
+    epochs = tqdm(range(start_epoch, cfg.epochs + 1), desc=label or model.name, disable=not cfg.progress,
                   initial=start_epoch - 1, total=cfg.epochs, unit="epoch")
     for epoch in epochs:
         if bad_evals >= cfg.patience:
             stopped = True
             break
         model.train()
+        if hasattr(model, "pre_epoch"):
+            model.pre_epoch()  # e.g. FREEDOM's per-epoch edge pruning
         t0 = time.perf_counter()
         sums: dict[str, Any] = {}
+        # float64 sums keep CPU numbers exact across batch orders; MPS has no float64, so float32 there
+        acc_dtype = torch.float32 if device.type == "mps" else torch.float64
         try:
             for b, (u, p, n) in enumerate(sampler.epoch()):
                 if b >= n_batches:
@@ -252,7 +398,7 @@ def train(
                 optimizer.step()
                 # accumulate on the device: a float() per term would synchronise the GPU every step
                 for k, v in terms.items():
-                    sums[k] = sums[k] + v.detach().double() if k in sums else v.detach().double()
+                    sums[k] = sums[k] + v.detach().to(acc_dtype) if k in sums else v.detach().to(acc_dtype)
         except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
             raise _oom_error(exc, cfg, "training") from exc
         sums = {k: float(v) for k, v in sums.items()}  # one synchronisation per epoch
@@ -261,6 +407,9 @@ def train(
                                "train_seconds": round(train_times[-1], 4)}
         if not all(math.isfinite(v) for v in sums.values()):
             raise DiffCLError(f"epoch {epoch}: the loss became NaN/inf ({sums}); lower --lr (now {cfg.lr}) or the loss weights.")
+        if cfg.diagnostics and hasattr(model, "view_diagnostics"):
+            # views' deviation from x0 and from each other, uniformity, CL gradient (one fixed sample of nodes)
+            row.update(model.view_diagnostics())
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             t1 = time.perf_counter()
             try:
@@ -283,11 +432,15 @@ def train(
         log.info("epoch %d: %s", epoch, {k: v for k, v in row.items() if k != "epoch"})
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                 "epoch": epoch, "model_name": model.name, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng": _rng_state(sampler), "history": history,
                 "best": best, "bad_evals": bad_evals, "train_config": _plain(asdict(cfg)),
-                "meta": _plain(run_meta or {}),
+                "model_config": _plain(model_config) if model_config is not None else None,
+                "dataset": fingerprint, "meta": _plain(run_meta or {}),
             })
+        if on_epoch is not None:
+            on_epoch(row, history)
     epochs.close()
     if best["state"] is not None:
         model.load_state_dict({k: v.to(device) for k, v in best["state"].items()})
@@ -325,10 +478,17 @@ def run_experiment(
     train_config: TrainConfig | None = None,
     device: str | torch.device | None = "auto",
     cache_dir: str | None = None,
+    label: str | None = None,
+    on_epoch: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
 ) -> tuple[Recommender, TrainResult]:
-    """Seed, build the model on the chosen device, train it; the CLI and notebook 08 both call this."""
+    """Seed, build the model on the chosen device, train it; the CLI and notebook 08 both call this.
+
+    ``label`` names the progress bar; ``on_epoch`` goes to :func:`train`.
+    """
     tcfg = train_config or TrainConfig()
     dev = get_device(device)
+    if tcfg.checkpoint_dir:  # before the model is built: a bad folder fails at once
+        ensure_writable_dir(tcfg.checkpoint_dir, "--checkpoint-dir")
     seed_everything(tcfg.seed)
     t0 = time.perf_counter()
     try:
@@ -336,10 +496,10 @@ def run_experiment(
     except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
         raise _oom_error(exc, tcfg, "model construction") from exc
     log.info("built %s in %.2fs on %s", model_name, time.perf_counter() - t0, dev)
-    meta = {"model_config": asdict(model_config or DiffCLConfig()), "dataset": data.name}
-    result = train(model, data, tcfg, device=dev, run_meta=meta)
+    meta = {"model_config": asdict(model_config or DiffCLConfig()), "dataset": data.name, "model_name": model_name}
+    result = train(model, data, tcfg, device=dev, run_meta=meta, label=label, on_epoch=on_epoch)
     return model, result
 
 
 __all__ = ["TrainConfig", "TrainResult", "BPRSampler", "train", "run_experiment", "save_checkpoint",
-           "load_checkpoint"]
+           "load_checkpoint", "RESUME_FREE", "RESUME_FIXED"]

@@ -41,18 +41,26 @@ class RandomNoiseViews(ViewGenerator):
     """SimGCL views: z = h + ε · sign(h) ⊙ u/||u||, u ~ U(0, 1)^d.
 
     The baseline diffusion views are meant to beat: the noise ignores what the embedding means.
+    SimGCL (Yu et al. 2022) uses an absolute ``eps`` (0.1), whose effect depends on the
+    embeddings' norm (a tiny turn for norms of 2-8). ``relative=True`` (our option, for views
+    compared at matched angular deviation) scales the noise by the row's norm:
+    z = h + ε ||h|| sign(h) ⊙ u/||u||, so ``eps`` alone sets how far a view turns.
     """
 
-    def __init__(self, eps: float = 0.1) -> None:
+    def __init__(self, eps: float = 0.1, relative: bool = False) -> None:
         super().__init__()
         if eps < 0:
             raise DiffCLError(f"RandomNoiseViews: eps={eps} must be >= 0 (SimGCL uses 0.1).")
         self.eps = float(eps)
+        self.relative = bool(relative)
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         # Δ = ε · sign(h) ⊙ normalize(u),  u ~ U(0,1)
         u = torch.rand_like(x)
         delta = self.eps * torch.sign(x) * nn.functional.normalize(u, dim=-1)
+        if self.relative:
+            # Δ <- ||h|| Δ  (a constant per row: no gradient through the scale)
+            delta = delta * x.detach().norm(dim=-1, keepdim=True)
         # z = h + Δ
         return x + delta
 
@@ -66,6 +74,17 @@ class DiffusionViews(ViewGenerator):
     Forward:  x_t = sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) ε           (closed form, t = ``steps``)
     Reverse:  x_{t-1} = c1_t · f_θ(x_t, t) + c2_t · x_t     (posterior mean, + noise if ``sampling_noise``)
     Own loss: L_diff = || f_θ(x_t, t) - sg(x0) ||²          (optionally SNR-weighted)
+
+    Two options make a view carry x0's signal from the first step (both off by default, which is
+    DiffMM's design; :class:`~diffcl_lite.model.DiffCLConfig` turns them on):
+
+    * ``residual``: the denoiser predicts x0_hat = x_t + g(x_t, t) with g zero-initialised (EDM's
+      skip parameterisation, Karras et al. 2022), so an untrained denoiser is the identity and a
+      view is x0 plus forward noise instead of a random MLP's output;
+    * ``standardize``: diffusion runs on x0 / s with s = ||x0|| / sqrt(d) per row (a constant,
+      no gradient), and the view is scaled back by s. DDPM assumes data of unit scale (images in
+      [-1, 1]; EDM's sigma_data); embeddings of norm 2-8 would otherwise make the schedule's
+      noise a different, shrinking perturbation as the norms grow during training.
     """
 
     def __init__(
@@ -82,11 +101,14 @@ class DiffusionViews(ViewGenerator):
         hidden: int = 128,
         time_dim: int = 16,
         grad_to_denoiser: bool = False,
+        residual: bool = False,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
         sched = make_schedule(schedule, steps=steps, scale=noise_scale, noise_min=noise_min, noise_max=noise_max)
         self.diffusion = GaussianDiffusion(sched)
-        self.denoiser = Denoiser(dim, hidden=hidden, time_dim=time_dim)
+        self.denoiser = Denoiser(dim, hidden=hidden, time_dim=time_dim, residual=residual)
+        self.standardize = bool(standardize)
         if view_steps is not None and not 1 <= view_steps <= steps:
             raise DiffCLError(f"DiffusionViews: view_steps={view_steps} must lie in 1..steps={steps}.")
         self.view_steps = view_steps or steps
@@ -102,8 +124,17 @@ class DiffusionViews(ViewGenerator):
         buffers = dict(self.denoiser.named_buffers())
         return lambda x_t, t: functional_call(self.denoiser, {**params, **buffers}, (x_t, t))
 
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        """s = ||x|| / sqrt(d) per row when ``standardize`` (detached), else 1."""
+        if not self.standardize:
+            return x.new_ones(())
+        return (x.detach().norm(dim=-1, keepdim=True) / x.shape[-1] ** 0.5).clamp_min(1e-8)
+
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        return self.diffusion.generate_view(self._frozen_denoiser(), x, steps=self.view_steps, noise=self.sampling_noise)
+        s = self._scale(x)
+        # z = s · reverse-chain( q_sample(x / s) )
+        return s * self.diffusion.generate_view(self._frozen_denoiser(), x / s, steps=self.view_steps,
+                                                noise=self.sampling_noise)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # both views in one batched pass: rows [x; x] get independent forward noise
@@ -112,15 +143,16 @@ class DiffusionViews(ViewGenerator):
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         # L_diff = E_t || f_θ(x_t, t) - sg(x0) ||²
-        return self.diffusion.loss(self.denoiser, x.detach(), snr_weighted=self.snr_weighted)
+        x = x.detach()
+        return self.diffusion.loss(self.denoiser, x / self._scale(x), snr_weighted=self.snr_weighted)
 
 
 def make_view_generator(kind: str, dim: int, **kwargs) -> ViewGenerator:
     """``kind="diffusion"`` → :class:`DiffusionViews`, ``"random"`` → :class:`RandomNoiseViews`."""
     if kind == "diffusion":
-        return DiffusionViews(dim, **{k: v for k, v in kwargs.items() if k != "eps"})
+        return DiffusionViews(dim, **{k: v for k, v in kwargs.items() if k not in ("eps", "relative")})
     if kind == "random":
-        return RandomNoiseViews(eps=kwargs.get("eps", 0.1))
+        return RandomNoiseViews(eps=kwargs.get("eps", 0.1), relative=kwargs.get("relative", False))
     raise DiffCLError(f"view kind={kind!r} is not known; use 'diffusion' (DiffCL) or 'random' (SimGCL baseline).")
 
 

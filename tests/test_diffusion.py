@@ -280,3 +280,37 @@ def test_generate_view_is_differentiable(device):
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert diff.generate_view(model, x0, steps=0) is x0
+
+
+# ------------------------------------------------------------------ residual denoiser, standardised views
+def test_residual_denoiser_starts_as_the_identity_and_still_learns():
+    torch.manual_seed(0)
+    den = Denoiser(8, hidden=16, residual=True)
+    x = torch.randn(32, 8)
+    t = torch.randint(0, 5, (32,))
+    # x0_hat = x_t + g(x_t, t), g ~ 0 at initialisation
+    assert torch.allclose(den(x, t), x, atol=1e-2)
+    plain = Denoiser(8, hidden=16)
+    assert not torch.allclose(plain(x, t), x, atol=1e-1)
+    (den(x, t) - 2 * x).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
+
+
+def test_untrained_residual_views_keep_the_direction_of_x0():
+    from diffcl_lite.views import DiffusionViews, angular_deviation
+
+    torch.manual_seed(0)
+    x0 = 5.0 * torch.randn(256, 16)
+    plain = DiffusionViews(16, hidden=32)
+    res = DiffusionViews(16, hidden=32, residual=True, standardize=True, noise_scale=5.0)
+    # DiffMM's untrained x0-MLP: a view is unrelated to x0 (close to orthogonal)
+    assert angular_deviation(plain.view(x0), x0) > 1.0
+    z1, z2 = res(x0)
+    assert 0.05 < angular_deviation(z1, x0) < 0.6
+    assert angular_deviation(z1, z2) > 0.05
+    # standardised diffusion: scaling x0 scales the view, the turn stays the same
+    torch.manual_seed(1)
+    a = res.view(x0)
+    torch.manual_seed(1)
+    b = res.view(10 * x0)
+    assert torch.allclose(10 * a, b, rtol=1e-4, atol=1e-3)

@@ -309,3 +309,27 @@ def test_symmetric_propagation_gives_the_same_values_and_gradients(layout):
         grads.append((out.detach(), x.grad))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1])
+
+
+def test_degree_sensitive_edge_sample_keeps_a_fraction_and_prefers_rare_edges():
+    from diffcl_lite.graphs import degree_sensitive_edge_sample
+
+    rng = np.random.default_rng(0)
+    # user 0 and item 0 are popular: every user has item 0, user 0 has every item
+    pairs = {(u, 0) for u in range(40)} | {(0, i) for i in range(30)} | {(int(u), int(i)) for u, i in
+                                                                       zip(rng.integers(0, 40, 60), rng.integers(0, 30, 60))}
+    train = np.array(sorted(pairs))
+    n = len(train)
+    g = torch.Generator().manual_seed(0)
+    kept = degree_sensitive_edge_sample(40, 30, train, keep=0.5, generator=g)
+    assert len(kept) == int(n * 0.5)
+    assert {tuple(p) for p in kept} <= pairs and len({tuple(p) for p in kept}) == len(kept)
+    # p ∝ 1/sqrt(d_u d_i): edges of popular nodes are pruned first, over many draws
+    d_u, d_i = np.bincount(train[:, 0], minlength=40), np.bincount(train[:, 1], minlength=30)
+    w = lambda e: (1 / np.sqrt(d_u[e[:, 0]] * d_i[e[:, 1]])).mean()  # noqa: E731
+    means = [w(degree_sensitive_edge_sample(40, 30, train, keep=0.3, generator=g)) for _ in range(20)]
+    assert np.mean(means) > w(train)
+    again = degree_sensitive_edge_sample(40, 30, train, keep=0.5, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(kept, again)
+    with pytest.raises(DiffCLError, match="keep"):
+        degree_sensitive_edge_sample(40, 30, train, keep=0.0)

@@ -60,3 +60,24 @@ def test_l2_reg_and_alignment_uniformity():
     assert alignment(z, z).item() == pytest.approx(0.0, abs=1e-6)
     collapsed = torch.ones(50, 3)
     assert uniformity(collapsed).item() > uniformity(z).item()
+
+
+def test_mentor_alignment_is_scalar_moments_of_whole_tables_without_stop_gradient():
+    from diffcl_lite.losses import mentor_alignment, table_moments_distance
+
+    a = torch.tensor([[0.0, 2.0], [4.0, 6.0]], requires_grad=True)
+    b = torch.tensor([[1.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    # mean(a) = 3, var(a) = 20/3 (unbiased over all 4 entries); mean(b) = 1, var(b) = 0
+    assert torch.isclose(table_moments_distance(a, b), torch.tensor(2.0 + 20.0 / 3.0))
+    c = b.detach().clone().requires_grad_(True)
+    loss = mentor_alignment({"id": a, "fused": b, "image": c})
+    # three pairs: (a, b), (a, c), (b, c) with b == c contributing 0
+    assert torch.isclose(loss, 2 * torch.tensor(2.0 + 20.0 / 3.0))
+    loss.backward()
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0  # no stop-gradient: both tables move
+    # per-feature moments differ, scalar moments agree: a column permutation is invisible to MENTOR
+    x = torch.randn(50, 4)
+    assert float(table_moments_distance(x, x[:, [1, 0, 3, 2]])) < 1e-6
+    assert float(moment_matching(x, x[:, [1, 0, 3, 2]])) > 1e-3
+    with pytest.raises(DiffCLError, match="two tables"):
+        mentor_alignment({"id": a})

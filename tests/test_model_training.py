@@ -168,3 +168,74 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     js = json.loads(out.read_text())
     epochs = [h["epoch"] for h in js["history"]]
     assert epochs == list(range(1, killed_at + 3)), epochs  # the old history kept, two more epochs trained
+
+
+# ------------------------------------------------------------------ views, diagnostics, alignment and item-graph variants
+def test_view_diagnostics_are_recorded_and_leave_training_unchanged(small):
+    tcfg = dict(epochs=2, batch_size=256, lr=5e-3, progress=False, seed=0)
+    mcfg = DiffCLConfig(embedding_dim=16)
+    _, with_diag = run_experiment(small, "diffcl", mcfg, TrainConfig(**tcfg), device="cpu")
+    _, without = run_experiment(small, "diffcl", mcfg, TrainConfig(**tcfg, diagnostics=False), device="cpu")
+    assert with_diag.valid == without.valid
+    row = with_diag.history[-1]
+    for m in small.features:
+        for what in ("dev_x0", "dev_views", "uniformity", "uniformity_x0", "infonce", "cl_grad"):
+            assert np.isfinite(row[f"diag_{m}_{what}"]), what
+    assert not any(k.startswith("diag_") for k in without.history[-1])
+
+
+def test_item_graph_on_id_items_follows_freedom(small):
+    seed_everything(0)
+    mod = DiffCL(small, DiffCLConfig(embedding_dim=8, use_item_graph=False))
+    seed_everything(0)
+    on_id = DiffCL(small, DiffCLConfig(embedding_dim=8, item_graph_target="id"))
+    base, views = mod.view_embeddings(), on_id.view_embeddings()
+    # h_i^id <- h_i^id + S E^id ; the modality views are left alone
+    expected = base["id"][1] + torch.sparse.mm(on_id.item_graph, on_id.item_emb.weight)
+    assert torch.allclose(views["id"][1], expected, atol=1e-5)
+    for m in small.features:
+        assert torch.allclose(views[m][1], base[m][1], atol=1e-6)
+    with pytest.raises(DiffCLError, match="item_graph_target"):
+        DiffCLConfig(item_graph_target="users")
+
+
+def test_edge_pruning_resamples_the_training_graph_only(small):
+    seed_everything(0)
+    model = DiffCL(small, DiffCLConfig(embedding_dim=8, edge_prune=0.5))
+    full_nnz = model.adj.values().numel()
+    model.pre_epoch()
+    assert model.train_adj is not model.adj and 0 < model.train_adj.values().numel() < full_nnz
+    model.train()
+    u_train = model.embeddings()[0]
+    model.eval()
+    u_eval = model.embeddings()[0]
+    assert not torch.allclose(u_train, u_eval)  # evaluation propagates over the full graph
+    _, res = run_experiment(small, "diffcl", DiffCLConfig(embedding_dim=8, edge_prune=0.5),
+                            TrainConfig(epochs=2, batch_size=256, progress=False), device="cpu")
+    assert res.epochs_run == 2
+
+
+def test_mentor_alignment_moves_the_id_embeddings_too(small):
+    seed_everything(0)
+    u, p, n = torch.arange(30), torch.as_tensor(small.train[:30, 1]), torch.randint(0, small.n_items, (30,))
+    model = DiffCL(small, DiffCLConfig(embedding_dim=8, use_cl=False, align_kind="mentor", lambda_reg=0.0))
+    terms = model.loss(u, p, n)
+    assert terms["align"].item() > 0
+    terms["align"].backward()
+    assert model.item_emb.weight.grad.abs().sum() > 0  # no stop-gradient on the ID tables
+    assert all(model.proj[m].weight.grad.abs().sum() > 0 for m in small.features)
+
+
+def test_relative_random_views_turn_by_the_same_angle_at_any_norm():
+    from diffcl_lite.views import RandomNoiseViews, angular_deviation
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 16)
+    gen = RandomNoiseViews(eps=0.3, relative=True)
+    torch.manual_seed(1)
+    a = angular_deviation(gen.view(x), x)
+    torch.manual_seed(1)
+    b = angular_deviation(gen.view(8 * x), 8 * x)
+    assert abs(a - b) < 1e-5 and a > 0.05
+    absolute = RandomNoiseViews(eps=0.3)
+    assert angular_deviation(absolute.view(8 * x), 8 * x) < 0.5 * a  # SimGCL's absolute eps shrinks with the norm
