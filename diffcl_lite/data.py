@@ -10,6 +10,7 @@ train / valid / test (arrays of ``(user, item)`` rows), and named modality featu
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,6 +241,26 @@ def split_per_user(
 
 
 # ---------------------------------------------------------------------- synthetic data
+# The generator uses only operations whose result is the same on every CPU and library version:
+# NumPy's Generator streams, IEEE-exact + - * / sqrt, and scalar libm calls. Matrix products go
+# through BLAS, whose kernels (FMA or not, blocking) differ by CPU, and NumPy's vectorised
+# tanh/exp/log and argpartition differ by SIMD level (AVX2 vs AVX-512), so none of them is used.
+def _fixed_order_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` summed over the shared axis in a fixed order, without BLAS: the same bits everywhere."""
+    # (a b)_ij = sum_k a_ik b_kj, accumulated k = 0, 1, ... (each step an exactly rounded * and +)
+    a2 = np.atleast_2d(a)
+    out = a2[:, :1] * b[:1, :]
+    for k in range(1, b.shape[0]):
+        out = out + a2[:, k : k + 1] * b[k : k + 1, :]
+    return out[0] if np.ndim(a) == 1 else out
+
+
+def _squash(x: np.ndarray) -> np.ndarray:
+    """A tanh-like squashing ``x / sqrt(1 + x^2)`` into (-1, 1), built from exactly rounded operations."""
+    # s(x) = x / sqrt(1 + x^2)
+    return x / np.sqrt(1.0 + x * x)
+
+
 def make_synthetic(
     n_users: int = 1200,
     n_items: int = 800,
@@ -270,9 +291,10 @@ def make_synthetic(
       users like few topics) and ``n_u ~ min_interactions + Poisson(interactions_per_user - min)``
       interactions;
     - items have a popularity ``p_i`` (log-normal with spread ``popularity_skew``);
-      user ``u`` picks ``n_u`` distinct items with probability ``∝ (pi_u · theta_i) * p_i``;
-    - modality ``m`` of item ``i`` is ``tanh(theta_i W_m) + noise_m * N(0, I)`` with its own
-      random map ``W_m``; for a fraction ``noisy_item_fraction`` of items one modality (chosen at
+      user ``u`` picks ``n_u`` distinct items with probability ``∝ (pi_u · theta_i) * p_i``
+      (sampling without replacement by exponential keys);
+    - modality ``m`` of item ``i`` is ``s(theta_i W_m) + noise_m * N(0, I)`` with its own
+      random map ``W_m`` and the tanh-like squashing ``s(x) = x / sqrt(1 + x^2)``; for a fraction ``noisy_item_fraction`` of items one modality (chosen at
       random) is replaced by pure noise — the "noisy modality" situation DiffCL is meant to
       withstand. ``meta["noisy_modality"][i]`` names it (or is ``""``).
 
@@ -282,7 +304,8 @@ def make_synthetic(
     ``cold_item_fraction``, ``cold_item_train_keep``. They draw from their own random stream,
     so turning them off leaves every other number of the dataset unchanged.
 
-    The interactions are split per user with :func:`split_per_user`.
+    The interactions are split per user with :func:`split_per_user`. The same arguments give
+    bit-identical data on every machine (no BLAS, no SIMD-dependent maths; ``tests`` pin checksums).
     """
     if n_users < 2 or n_items < 2 or n_topics < 1:
         raise DiffCLError(f"make_synthetic: n_users={n_users}, n_items={n_items}, n_topics={n_topics} are too small.")
@@ -303,19 +326,25 @@ def make_synthetic(
     theta = item_purity * np.eye(n_topics)[item_labels] + (1 - item_purity) * rng.dirichlet(np.ones(n_topics), size=n_items)
     taste = rng.dirichlet(np.full(n_topics, taste_concentration), size=n_users)
     user_labels = taste.argmax(axis=1)
-    popularity = np.exp(popularity_skew * rng.standard_normal(n_items))
+    # p_i = exp(skew * z_i), z_i ~ N(0, 1)   (scalar libm exp: no SIMD variant that differs by CPU)
+    popularity = np.array([math.exp(popularity_skew * z) for z in rng.standard_normal(n_items).tolist()])
 
     # p(i | u) ∝ (pi_u · theta_i) * p_i
     theta_t = theta.T.copy()
     n_per_user = min_interactions + rng.poisson(max(interactions_per_user - min_interactions, 0.0), size=n_users)
     n_per_user = np.minimum(n_per_user, n_items - 1)
     rows = []
-    for u in range(n_users):
-        # sampling without replacement via Gumbel-top-k on log-probabilities
-        affinity = (taste[u] @ theta_t) * popularity
-        g = np.log(affinity + 1e-12) + rng.gumbel(size=n_items)
-        items = np.argpartition(-g, n_per_user[u])[: n_per_user[u]]
-        rows.append(np.stack([np.full(len(items), u), items], axis=1))
+    block = max(1, 2**22 // n_items)  # users per block: about 32 MB of keys
+    for start in range(0, n_users, block):
+        stop = min(start + block, n_users)
+        affinity = _fixed_order_dot(taste[start:stop], theta_t) * popularity + 1e-12
+        # Sampling without replacement (Efraimidis-Spirakis): the n_u largest keys a_ui / E_ui with
+        # E_ui ~ Exp(1). Same law as Gumbel-top-k on log a_ui (-log E is Gumbel), with no logarithm.
+        keys = affinity / rng.standard_exponential((stop - start, n_items))
+        for u in range(start, stop):
+            # argpartition's order inside the top n_u depends on the CPU's SIMD sort: sort the ids
+            items = np.sort(np.argpartition(-keys[u - start], n_per_user[u])[: n_per_user[u]])
+            rows.append(np.stack([np.full(len(items), u), items], axis=1))
     pairs = np.concatenate(rows).astype(np.int64)
     train, valid, test = split_per_user(pairs, n_users, n_items, seed=seed)
 
@@ -327,7 +356,7 @@ def make_synthetic(
     for m_idx, m in enumerate(names):
         d = int(modality_dims[m])
         w = rng.standard_normal((n_topics, d)) * 1.5
-        x = np.tanh(theta @ w) + noise.get(m, 0.5) * rng.standard_normal((n_items, d))
+        x = _squash(_fixed_order_dot(theta, w)) + noise.get(m, 0.5) * rng.standard_normal((n_items, d))
         hit = noisy_items & (noisy_choice == m_idx)
         x[hit] = rng.standard_normal((int(hit.sum()), d))
         noisy_modality[hit] = m

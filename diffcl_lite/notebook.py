@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,14 @@ class NotebookContext:
         """``fast`` in fast mode, ``full`` otherwise (sizes, epochs...)."""
         return fast if self.fast else full
 
+    def param(self, value: Any, full: Any, fast: Any) -> Any:
+        """A notebook parameter: ``value`` when it was set (not ``None``), else :meth:`pick` of the defaults.
+
+        The ``parameters`` cell holds scalars only (``N_USERS = None``), so
+        ``papermill NB.ipynb out.ipynb -p N_USERS 500`` overrides a size in both modes.
+        """
+        return self.pick(full=full, fast=fast) if value is None else value
+
 
 def environment_report() -> dict[str, str]:
     """Versions of Python and the main libraries (those installed)."""
@@ -102,11 +109,7 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, device: str = "auto"
                                  "savefig.bbox": "tight"})
         except ImportError:  # pragma: no cover
             pass
-        # plotly reads PLOTLY_RENDERER when it is first imported: setting it here avoids importing plotly
-        # (seconds) in notebooks that never draw a plotly figure. "plotly_mimetype+notebook" works in
-        # JupyterLab and in nbconvert HTML (plotly.js is embedded, no CDN).
-        os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
-        if "plotly.io" in sys.modules:
-            sys.modules["plotly.io"].renderers.default = os.environ["PLOTLY_RENDERER"]
+        # No plotly renderer is forced: plotly detects JupyterLab, Colab, VS Code and nbconvert itself
+        # (the static site sets PLOTLY_RENDERER for its own kernels).
     logging.getLogger("diffcl_lite").setLevel(logging.WARNING)
     return NotebookContext(seed=seed, device=dev, fast=fast, figures_dir=find_figures_dir(), versions=environment_report())

@@ -307,7 +307,8 @@ def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NA
                              resources={"metadata": {"path": str(path.parent)}},
                              on_cell_start=on_start, on_cell_executed=on_done)
     # the kernel's environment (os.environ is left alone, so several notebooks can run at once)
-    env = dict(os.environ, DIFFCL_FAST="1" if fast else "0")
+    # plotly inlines plotly.js with this renderer, so the static pages draw their charts offline
+    env = dict(os.environ, DIFFCL_FAST="1" if fast else "0", PLOTLY_RENDERER="plotly_mimetype+notebook")
     if figures_dir:
         env["DIFFCL_FIGURES"] = str(figures_dir)
     try:

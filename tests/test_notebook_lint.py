@@ -17,6 +17,9 @@ from diffcl_lite import nbtools
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+REPO_URL = __import__("tomllib").loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
+    "project"]["urls"]["Repository"]
+COLAB_PREFIX = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/notebooks/"
 LESSONS = [
     "00_welcome.ipynb",
     "01_user_item_graph.ipynb",
@@ -154,6 +157,9 @@ def test_links_point_to_lessons(nb):
         if c.cell_type != "markdown":
             continue
         for target in re.findall(r"\]\(([^)#\s]+\.ipynb)", c.source):
+            if target.startswith(COLAB_PREFIX):  # the Colab badge opens this very notebook
+                assert target == COLAB_PREFIX + name, f"{_where(name, i, c)}: the Colab badge must open {name}"
+                continue
             assert target in LESSONS, f"{_where(name, i, c)}: link to {target!r}, which is not a lesson notebook"
     nxt = [c for c in book.cells if c.cell_type == "markdown" and "## Next" in c.source]
     if name != LESSONS[-1]:
@@ -353,3 +359,26 @@ def test_strip_tags_golden_cells_keep_output():
     plain, golden, unrun = out["cells"][1:]
     assert "keep_output" in golden["metadata"]["tags"] and "keep_output" in unrun["metadata"]["tags"]
     assert "keep_output" not in plain["metadata"]["tags"]
+
+
+def test_colab_badge_and_install_cell(nb):
+    """Each notebook opens in Colab from a badge under its title, and its set-up cell installs the package
+    from the repository named in pyproject.toml when it is missing (a no-op where it is installed)."""
+    name, book = nb
+    assert f"]({COLAB_PREFIX}{name})" in book.cells[0].source, f"{name}: the goals cell needs the Colab badge"
+    setup = book.cells[2].source
+    assert f"git+{REPO_URL}" in setup and 'find_spec("diffcl_lite") is None' in setup, \
+        f"{name}: the set-up cell must install diffcl-lite from {REPO_URL} when it is missing"
+
+
+def test_parameters_are_scalars(nb):
+    """papermill's -p NAME VALUE overrides any parameter: the parameters cell assigns scalars only."""
+    name, book = nb
+    tree = ast.parse(book.cells[1].source)
+    for stmt in tree.body:
+        value = stmt.value
+        if isinstance(value, ast.UnaryOp):
+            value = value.operand
+        assert isinstance(value, ast.Constant), \
+            f"{name}: parameter {ast.unparse(stmt.targets[0])} must be a scalar (number, string, bool or None); " \
+            f"put fast/full choices in the set-up cell with ctx.param(NAME, full=..., fast=...)"
