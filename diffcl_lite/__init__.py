@@ -20,19 +20,36 @@ module             what it holds                                              no
 =================  ==========================================================  ==========
 
 Heavy optional libraries (umap, plotly, ipywidgets) are imported only inside the functions
-that need them.
+that need them. ``import diffcl_lite`` itself imports neither torch nor scipy: the names below
+are loaded on first use (so ``python -m diffcl_lite --help`` answers at once).
 """
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .data import RecDataset, make_synthetic, split_per_user
 from .errors import DataFormatError, DiffCLError, DownloadError
-from .utils import get_device, seed_everything
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import RecDataset, make_synthetic, split_per_user
+    from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_LAZY = {"RecDataset": "data", "make_synthetic": "data", "split_per_user": "data",
+         "get_device": "utils", "seed_everything": "utils"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``RecDataset``, ``make_synthetic``, ... (numpy, scipy, torch) on first use (PEP 562)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "RecDataset", "make_synthetic", "split_per_user", "DiffCLError", "DataFormatError", "DownloadError",

@@ -11,17 +11,30 @@ Introduced in notebook 01 (data). One call gives a validated :class:`~diffcl_lit
 
 Downloads
 ---------
-Remote files are pinned by their git blob id (``sha1(b"blob <size>\\0" + content)``, what
-``git hash-object FILE`` prints). Each file is streamed into a temporary file inside the cache
-folder, checked (size and blob id), and only then renamed to its final name, so a final name
-never holds a partial or unverified file. Zipped files are extracted (only the expected member,
-no paths) the same way and the zip is deleted afterwards.
+Remote files are fetched with `pooch <https://www.fatiando.org/pooch/>`_ (the download layer of
+SciPy, scikit-image and MNE): pooch keeps the cache folder, streams each file into a temporary
+file next to its final name and moves it there only once the downloader accepted it, and
+unzips. diffcl_lite supplies the downloader and the checks pooch does not have:
+
+* **pinned size**: every file has its exact size (``size``) or, where it was never published, an
+  upper bound from the published shape (``max_size``); a transfer is cut as soon as it exceeds
+  it (a ``Content-Length`` above it is refused before any byte is read);
+* **a deadline per file** (``timeout`` seconds for the whole transfer, connection included;
+  default 60 s plus 20 s per MB) and a stall limit (no byte for 30 s), so a mirror that trickles
+  one byte at a time cannot keep a download alive;
+* **the git blob id** (``sha1(b"blob <size>\\0" + content)``, what ``git hash-object FILE`` prints)
+  as the file's hash, a hash pooch does not know: the downloader checks it before pooch moves the
+  file into place. Zipped files are verified, then only the expected member is unzipped (no other
+  member, no paths, at most 4 GiB) and the zip is deleted.
 
 Cache check: a verified file is recorded in ``<cache>/<dataset>/.diffcl_manifest.json`` with its
-size and blob id. Later calls trust a file whose manifest entry matches the registry and whose
-size on disk matches the manifest (cheap: no re-hashing of ~100 MB on every load); pass
-``rehash=True`` to :func:`fetch` to hash everything again. A file found in the cache folder
-without a manifest entry (for example one you downloaded by hand) is hashed once and recorded.
+size, modification time and blob id. Later calls trust a file whose entry matches the registry
+and whose size and modification time on disk match the entry (no re-hashing of ~100 MB on every
+load); a file changed since (edited, truncated, corrupted in place) is hashed again and replaced.
+``rehash=True`` (``data download NAME --rehash``) hashes everything again, and a cached file that
+fails to load is re-verified at once: if it no longer matches its checksum it is downloaded again.
+A file found in the cache folder without a manifest entry (for example one you downloaded by
+hand) is hashed once and recorded; if it does not match, you are told, and it is left alone.
 
 Cache folder: the ``root`` argument, else the environment variable ``DIFFCL_DATA``, else the
 platform cache folder (``~/.cache/diffcl_lite`` on Linux, ``~/Library/Caches/diffcl_lite`` on
@@ -34,6 +47,7 @@ The package never ships the data files themselves: their terms do not allow redi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,17 +55,17 @@ import os
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.request
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .data import RecDataset, make_synthetic
 from .errors import DataFormatError, DiffCLError, DownloadError
-from .io import load_diffmm, load_folder, load_mmrec
-from .utils import atomic_write_bytes
+from .fileutil import atomic_write_bytes
+
+if TYPE_CHECKING:  # numpy / scipy are imported when a dataset is loaded, not for `data list`
+    from .data import RecDataset
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +74,20 @@ DIFFMM_BASE = f"https://raw.githubusercontent.com/HKUDS/DiffMM/{DIFFMM_COMMIT}/D
 MANIFEST = ".diffcl_manifest.json"
 CHUNK = 1 << 20
 MAX_EXTRACT_BYTES = 4 << 30  # refuse zip members that claim more than 4 GiB
+STALL_SECONDS = 30.0         # a transfer with no byte for this long fails
+# default deadline per file: 60 s + 20 s per MB of its size limit (at least 50 kB/s)
+DEADLINE_BASE_SECONDS = 60.0
+DEADLINE_SECONDS_PER_BYTE = 20.0 / 1_000_000
+
+
+def _feature_bound(n_items: int, dim: int) -> int:
+    """Upper bound of a ``(n_items, dim)`` ``.npy`` file: float64 values plus the largest header numpy writes."""
+    return n_items * dim * 8 + 4096
+
+
+def _pairs_pickle_bound(n_interactions: int) -> int:
+    """Upper bound of a pickled coo matrix of ``n_interactions`` entries (int64 row/col, float64 values)."""
+    return n_interactions * 24 + 65_536
 
 #: Published sizes of the MMRec datasets: (users, items, interactions).
 MMREC_PUBLISHED = {
@@ -89,20 +117,27 @@ class RemoteFile:
     """One file of a remote dataset.
 
     ``path`` is relative to the dataset's base URL and is also the file name in the cache.
-    ``blob`` is the git blob sha1 of the file as served; ``size`` its length in bytes (``None``
-    if unknown: then only the blob id is checked). ``extract`` names the zip member to extract
-    (the extracted file is stored under the member's base name).
+    ``blob`` is the git blob sha1 of the file as served; ``size`` its exact length in bytes, or,
+    when that was never published, ``max_size`` an upper bound (a transfer is cut beyond it and
+    the blob id decides). Every registered file has one of the two. ``extract`` names the zip
+    member to extract (the extracted file is stored under the member's base name).
     """
 
     path: str
     blob: str
     size: int | None = None
     extract: str | None = None
+    max_size: int | None = None
 
     @property
     def final_name(self) -> str:
         """The name the usable file has in the cache folder."""
         return PurePosixPath(self.extract).name if self.extract else PurePosixPath(self.path).name
+
+    @property
+    def limit(self) -> int | None:
+        """The most bytes a transfer of this file may carry (``size``, else ``max_size``)."""
+        return self.size if self.size is not None else self.max_size
 
 
 @dataclass
@@ -139,6 +174,12 @@ def register(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
         raise DiffCLError(f"dataset name {spec.name!r} must be non-empty and hold no ':'.")
     if spec.name in REGISTRY and not overwrite:
         raise DiffCLError(f"a dataset named {spec.name!r} is already registered; pass overwrite=True to replace it.")
+    unsized = [rf.path for rf in spec.files if rf.limit is None or rf.limit <= 0]
+    if unsized:
+        raise DiffCLError(
+            f"dataset {spec.name!r}: files {unsized} have no pinned size; give each RemoteFile size= (exact bytes) or "
+            f"max_size= (an upper bound), so a mirror cannot send more than that."
+        )
     REGISTRY[spec.name] = spec
     return spec
 
@@ -148,7 +189,9 @@ def unregister(name: str) -> None:
     REGISTRY.pop(name, None)
 
 
-def _synthetic(**kwargs: Any) -> RecDataset:
+def _synthetic(**kwargs: Any) -> "RecDataset":
+    from .data import make_synthetic
+
     return make_synthetic(**kwargs)
 
 
@@ -244,7 +287,8 @@ register(
             RemoteFile("tstMat.pkl", "1daea6b69c98210371168e1965aaa1d135e0d0ea", 98_497),
             RemoteFile("image_feat.npy", "27ac000dc2feaefdfa06d238d588793dd8ea80ba", 1_717_888),
             RemoteFile("audio_feat.npy", "1d0671948dfc54756f5f20a0dbc3026e40f74452", 1_717_888),
-            RemoteFile("text_feat.npy", "f056985c131d90c19c5265af033b095f525e5ce2", None),
+            # size never published: bounded by float64 values of the published shape (6,710 x 768)
+            RemoteFile("text_feat.npy", "f056985c131d90c19c5265af033b095f525e5ce2", max_size=_feature_bound(6_710, 768)),
         ),
         expected={"users": 9_308, "items": 6_710, "train": 59_541, "valid": 3_051, "test": 6_130},
     )
@@ -258,11 +302,14 @@ register(
         base_url=f"{DIFFMM_BASE}/baby",
         format="diffmm",
         files=(
-            RemoteFile("trnMat.pkl", "a85d1b509e17b06f707c0c5aa188b27c35896b0f"),
-            RemoteFile("valMat.pkl", "27506c1d026183daecfbc99988ab012da578af9e"),
-            RemoteFile("tstMat.pkl", "0a99cff43d2564d6d381eccc406314e8c539cfe6"),
-            RemoteFile("text_feat.npy", "1fb92223ae114c3cc7df7c8d52c5ae8d76064296"),
-            RemoteFile("image_feat.npy.zip", "be2d0255ae3f9347f63ab72b2f9e7531c0530532", extract="image_feat.npy"),
+            # sizes never published: bounded by the published shape (160,792 interactions,
+            # 7,050 items, text 384-d, image 4,096-d) at the widest dtypes
+            RemoteFile("trnMat.pkl", "a85d1b509e17b06f707c0c5aa188b27c35896b0f", max_size=_pairs_pickle_bound(160_792)),
+            RemoteFile("valMat.pkl", "27506c1d026183daecfbc99988ab012da578af9e", max_size=_pairs_pickle_bound(160_792)),
+            RemoteFile("tstMat.pkl", "0a99cff43d2564d6d381eccc406314e8c539cfe6", max_size=_pairs_pickle_bound(160_792)),
+            RemoteFile("text_feat.npy", "1fb92223ae114c3cc7df7c8d52c5ae8d76064296", max_size=_feature_bound(7_050, 384)),
+            RemoteFile("image_feat.npy.zip", "be2d0255ae3f9347f63ab72b2f9e7531c0530532", extract="image_feat.npy",
+                       max_size=_feature_bound(7_050, 4_096) + 65_536),
         ),
         expected={"users": 19_445, "items": 7_050, "interactions": 160_792},
     )
@@ -338,21 +385,30 @@ def _write_manifest(folder: Path, manifest: dict[str, dict[str, Any]]) -> None:
     atomic_write_bytes(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
 
 
-def _is_cached(folder: Path, rf: RemoteFile, manifest: dict[str, dict[str, Any]], rehash: bool) -> bool:
-    """True if ``rf``'s usable file is in ``folder`` and verified (see the module docstring)."""
+def _cache_state(folder: Path, rf: RemoteFile, manifest: dict[str, dict[str, Any]], rehash: bool) -> str:
+    """``"ok"`` (verified, trust it), ``"changed"`` (verified once, different now) or ``"unknown"``.
+
+    A file whose size or modification time differs from its manifest entry is hashed again
+    (cheap checks first: no re-hashing of unchanged files unless ``rehash``).
+    """
     final = folder / rf.final_name
     entry = manifest.get(rf.final_name)
-    if not final.is_file() or not entry or entry.get("blob") != rf.blob:
-        return False
-    if final.stat().st_size != entry.get("size"):
-        log.warning("%s: size %d differs from the verified size %s; fetching it again", final, final.stat().st_size, entry.get("size"))
-        return False
-    if rehash and entry.get("sha1") is not None:
-        got = git_blob_sha1(final)
-        if got != entry["sha1"]:
-            log.warning("%s: content changed since it was verified; fetching it again", final)
-            return False
-    return True
+    if not entry or entry.get("blob") != rf.blob:
+        return "unknown"
+    if not final.is_file():
+        return "changed"
+    st = final.stat()
+    if st.st_size != entry.get("size"):
+        log.warning("%s: size %d differs from the verified size %s; fetching it again", final, st.st_size, entry.get("size"))
+        return "changed"
+    if rehash or st.st_mtime_ns != entry.get("mtime_ns"):
+        want = entry.get("sha1") or rf.blob
+        if git_blob_sha1(final) != want:
+            log.warning("%s: content changed since it was verified (checksum mismatch); fetching it again", final)
+            return "changed"
+        if st.st_mtime_ns != entry.get("mtime_ns"):
+            entry["mtime_ns"] = st.st_mtime_ns  # touched but unchanged: record the new time
+    return "ok"
 
 
 def _hand_instructions(url: str, dest: Path, rf: RemoteFile) -> str:
@@ -364,60 +420,117 @@ def _hand_instructions(url: str, dest: Path, rf: RemoteFile) -> str:
     )
 
 
-def _download(url: str, dest: Path, rf: RemoteFile, timeout: float, progress: bool) -> None:
-    """Stream ``url`` to a temporary file next to ``dest``, verify it, then rename it to ``dest``."""
-    from tqdm.auto import tqdm
+def _deadline_for(rf: RemoteFile, timeout: float | None) -> float:
+    if timeout is not None:
+        if not timeout > 0:
+            raise DiffCLError(f"timeout={timeout!r} must be a positive number of seconds (--timeout).")
+        return float(timeout)
+    return DEADLINE_BASE_SECONDS + DEADLINE_SECONDS_PER_BYTE * (rf.limit or 0)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            length: int | None = None
-            got = 0
-            try:
-                req = urllib.request.Request(url, headers={"User-Agent": "diffcl_lite"})
-                with urllib.request.urlopen(req, timeout=timeout) as resp:
-                    header = resp.headers.get("Content-Length")
-                    length = int(header) if header and header.strip().isdigit() else None
-                    with tqdm(
-                        total=length or rf.size, unit="B", unit_scale=True, unit_divisor=1024,
-                        desc=dest.name, disable=not progress, leave=False,
-                    ) as bar:
-                        for chunk in iter(lambda: resp.read(CHUNK), b""):
-                            out.write(chunk)
-                            got += len(chunk)
-                            bar.update(len(chunk))
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(
-                    f"{url}: the server answered HTTP {exc.code} ({exc.reason}). " + _hand_instructions(url, dest, rf)
-                ) from None
-            except Exception as exc:  # offline, refused, timeout, reset, IncompleteRead, ...
-                reason = getattr(exc, "reason", None) or exc
-                raise DownloadError(
-                    f"{url}: download failed ({type(exc).__name__}: {reason}). " + _hand_instructions(url, dest, rf)
-                ) from None
-            out.flush()
-            os.fsync(out.fileno())
+
+def _socket_of(resp: Any) -> Any:
+    """The socket under a streaming ``requests`` response (urllib3 1.x and 2.x), or None."""
+    raw = getattr(resp, "raw", None)
+    conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    return getattr(conn, "sock", None)
+
+
+class BoundedDownloader:
+    """A pooch downloader that enforces the pinned size, a deadline, and the git blob id.
+
+    pooch calls it as ``downloader(url, output_file, pooch)`` with a temporary file next to the
+    final name; pooch moves the file into place only if this returns without an exception (and
+    deletes it otherwise). Reads use ``read1`` with the socket timeout set to the time left, so a
+    slow or stalled server cannot exceed the deadline by more than a moment.
+    """
+
+    def __init__(self, rf: RemoteFile, dest: Path, timeout: float | None = None, progress: bool = True,
+                 stall: float = STALL_SECONDS) -> None:
+        self.rf = rf
+        self.dest = dest
+        self.deadline_s = _deadline_for(rf, timeout)
+        self.stall_s = min(stall, self.deadline_s)
+        self.progress = progress
+
+    def _fail(self, url: str, what: str) -> DownloadError:
+        return DownloadError(f"{url}: {what} Nothing was saved. " + _hand_instructions(url, self.dest, self.rf))
+
+    def __call__(self, url: str, output_file: Any, pooch: Any = None, check_only: bool = False) -> Any:
+        import requests
+        from tqdm.auto import tqdm
+
+        rf, limit = self.rf, self.rf.limit
+        start = time.monotonic()
+        deadline = start + self.deadline_s
+        got, length = 0, None
+        try:
+            wait = min(self.stall_s, self.deadline_s)
+            with requests.get(url, stream=True, timeout=(wait, wait), allow_redirects=True,
+                              headers={"User-Agent": "diffcl_lite", "Accept-Encoding": "identity"}) as resp:
+                if resp.status_code >= 400:
+                    raise DownloadError(
+                        f"{url}: the server answered HTTP {resp.status_code} ({resp.reason}). "
+                        + _hand_instructions(url, self.dest, rf)
+                    )
+                header = resp.headers.get("Content-Length")
+                length = int(header) if header and header.strip().isdigit() else None
+                if check_only:
+                    return True
+                if limit is not None and length is not None and length > limit:
+                    raise self._fail(url, f"the server announces {length:,} bytes, more than the {limit:,} bytes pinned "
+                                          f"for {rf.path}; the transfer was refused. The server may hold another file.")
+                sock = _socket_of(resp)
+                read = getattr(resp.raw, "read1", None) or (lambda n: resp.raw.read(min(n, 1 << 14)))
+                with open(output_file, "wb") as out, tqdm(
+                    total=length or limit, unit="B", unit_scale=True, unit_divisor=1024, desc=self.dest.name,
+                    disable=not self.progress, leave=False,
+                ) as bar:
+                    while True:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise TimeoutError("deadline")
+                        if sock is not None:
+                            sock.settimeout(max(0.01, min(self.stall_s, left)))
+                        chunk = read(CHUNK)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        if limit is not None and got > limit:
+                            raise self._fail(url, f"the server sent more than the {limit:,} bytes pinned for {rf.path}; "
+                                                  f"the transfer was cut after {got:,} bytes. The server may hold "
+                                                  f"another file (or a page instead of the data).")
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                    out.flush()
+                    os.fsync(out.fileno())
+        except DownloadError:
+            raise
+        except Exception as exc:  # offline, refused, timeout, reset, incomplete read, ...
+            total = f"{length:,}" if length is not None else (f"at most {limit:,}" if limit else "?")
+            if time.monotonic() >= deadline - 0.05 or str(exc) == "deadline":
+                raise self._fail(url, f"the download did not finish within its {self.deadline_s:g} s deadline (got "
+                                      f"{got:,} of {total} bytes: the server is too slow or stalls). Fix: try again, "
+                                      f"pass a larger --timeout (timeout= in Python), or use a mirror.") from None
+            if length is not None and 0 < got < length:
+                raise self._fail(url, f"the transfer stopped early: got {got:,} of {length:,} bytes (connection "
+                                      f"closed: {type(exc).__name__}). Try again.") from None
+            reason = getattr(exc, "reason", None) or exc
+            raise self._fail(url, f"download failed ({type(exc).__name__}: {reason}).") from None
         if length is not None and got != length:
-            raise DownloadError(
-                f"{url}: the transfer stopped early: got {got:,} of {length:,} bytes (connection closed). "
-                f"Nothing was saved; try again. " + _hand_instructions(url, dest, rf)
-            )
-        _verify(tmp, rf, url, dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            raise self._fail(url, f"the transfer stopped early: got {got:,} of {length:,} bytes (connection closed). "
+                                  f"Try again.")
+        _verify(Path(output_file), rf, url, self.dest)
+        log.info("%s: %s bytes in %.1f s, checksum ok", self.dest.name, f"{got:,}", time.monotonic() - start)
+        return None
 
 
 def _verify(path: Path, rf: RemoteFile, url: str, dest: Path, downloaded: bool = True) -> str:
-    """Check size and git blob id of ``path``; raise :class:`DownloadError` on mismatch."""
+    """Check size and git blob id of ``path`` (the custom hash); raise :class:`DownloadError` on mismatch."""
     size = path.stat().st_size
     got = git_blob_sha1(path)
-    if (rf.size is None or size == rf.size) and got == rf.blob:
+    if (rf.size is None or size == rf.size) and (rf.max_size is None or size <= rf.max_size) and got == rf.blob:
         return got
-    expected_size = f"{rf.size:,} bytes" if rf.size is not None else "size not published"
+    expected_size = f"{rf.size:,} bytes" if rf.size is not None else f"at most {rf.max_size:,} bytes"
     problem = f"expected git blob {rf.blob} ({expected_size}), got {got} ({size:,} bytes)"
     if downloaded:
         raise DownloadError(
@@ -430,47 +543,63 @@ def _verify(path: Path, rf: RemoteFile, url: str, dest: Path, downloaded: bool =
     )
 
 
-def _extract_member(zip_path: Path, member: str, dest: Path) -> None:
-    """Extract the one member of ``zip_path`` whose file name is ``member`` (it may sit in a sub-folder)
-    to ``dest``, through a temporary file; nothing else is extracted."""
+def _zip_candidate(zip_path: Path, member: str, dest: Path) -> zipfile.ZipInfo:
+    """The one member of ``zip_path`` whose file name is ``member`` (it may sit in a sub-folder)."""
     want = PurePosixPath(member)
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
-            names = [i.filename for i in infos]
-            # The output name is fixed (``dest``), so a member name can never choose where data is
-            # written; members with absolute paths or ".." are refused anyway as a damaged archive.
-            candidates = []
-            for info in infos:
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if info.is_dir() or not parts or parts[-1] != want.name or parts[0] == "__MACOSX":
-                    continue
-                if info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-                    continue
-                candidates.append(info)
-            if len(candidates) != 1:
-                raise DataFormatError(
-                    f"{zip_path}: expected exactly one member named {member!r}, found members {names}. "
-                    f"Fix: delete the zip and download it again, or unzip {member} by hand into {dest.parent}."
-                )
-            info = candidates[0]
-            if info.file_size > MAX_EXTRACT_BYTES:
-                raise DataFormatError(f"{zip_path}: member {member!r} claims {info.file_size:,} bytes; refusing to extract.")
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-            tmp = Path(tmp_name)
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+    names = [i.filename for i in infos]
+    # Members with absolute paths or ".." are refused as a damaged archive; the output name is
+    # fixed (``dest``) anyway, so a member name never chooses where data is written.
+    candidates = []
+    for info in infos:
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if info.is_dir() or not parts or parts[-1] != want.name or parts[0] == "__MACOSX":
+            continue
+        if info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            continue
+        candidates.append(info)
+    if len(candidates) != 1:
+        raise DataFormatError(
+            f"{zip_path}: expected exactly one member named {member!r}, found members {names}. "
+            f"Fix: delete the zip and download it again, or unzip {member} by hand into {dest.parent}."
+        )
+    info = candidates[0]
+    if info.file_size > MAX_EXTRACT_BYTES:
+        raise DataFormatError(f"{zip_path}: member {member!r} claims {info.file_size:,} bytes; refusing to extract.")
+    return info
+
+
+class ExtractMember:
+    """A pooch processor: unzip one checked member with :class:`pooch.Unzip`, then move it to ``dest``.
+
+    pooch extracts into a temporary folder next to the zip; the member is checked (exactly one
+    match, no paths, at most 4 GiB, CRC and size), renamed to ``dest`` and the folder removed,
+    so ``dest`` never holds a partial file and no other member is ever written.
+    """
+
+    def __init__(self, member: str, dest: Path) -> None:
+        self.member = member
+        self.dest = dest
+
+    def __call__(self, fname: str, action: str, pooch: Any) -> str:
+        import pooch as _pooch
+
+        zip_path = Path(fname)
+        try:
+            info = _zip_candidate(zip_path, self.member, self.dest)
+            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".unzip", dir=self.dest.parent))
             try:
-                with zf.open(info) as src, os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)  # zipfile checks the CRC at the end
-                    out.flush()
-                    os.fsync(out.fileno())
-                if tmp.stat().st_size != info.file_size:
-                    raise DataFormatError(f"{zip_path}: member {member!r} extracted to the wrong size; the zip is damaged.")
-                os.replace(tmp, dest)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-    except zipfile.BadZipFile as exc:
-        raise DataFormatError(f"{zip_path}: not a valid zip file ({exc}); delete it and download it again.") from None
+                _pooch.Unzip(members=[info.filename], extract_dir=tmp_dir.name)(str(zip_path), "download", pooch)
+                out = tmp_dir / PurePosixPath(info.filename).as_posix()
+                if not out.is_file() or out.stat().st_size != info.file_size:
+                    raise DataFormatError(f"{zip_path}: member {self.member!r} extracted to the wrong size; the zip is damaged.")
+                os.replace(out, self.dest)
+            finally:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+        except zipfile.BadZipFile as exc:
+            raise DataFormatError(f"{zip_path}: not a valid zip file ({exc}); delete it and download it again.") from None
+        return str(self.dest)
 
 
 def _url_for(spec: DatasetSpec, rf: RemoteFile, base_url: str | None) -> str:
@@ -483,62 +612,111 @@ def _url_for(spec: DatasetSpec, rf: RemoteFile, base_url: str | None) -> str:
     return f"{base}/{rf.path}"
 
 
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _fetch(
+    spec: DatasetSpec, root: "str | os.PathLike[str] | None", download: bool, base_url: str | None, progress: bool,
+    timeout: float | None, rehash: bool, retries: int = 0,
+) -> tuple[Path, list[str]]:
+    """:func:`fetch`, also returning the names of the files that were (re)downloaded or re-extracted."""
+    import pooch
+
+    folder = cache_dir(root) / spec.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"{folder}: cannot create the dataset cache folder ({exc.strerror or exc}). Fix: pass a writable "
+            f"--data-root (root= in Python) or set DIFFCL_DATA."
+        ) from None
+    manifest = _read_manifest(folder)
+    fetched: list[str] = []
+    for rf in spec.files:
+        state = _cache_state(folder, rf, manifest, rehash)
+        if state == "ok":
+            continue
+        url = _url_for(spec, rf, base_url)
+        raw_name = PurePosixPath(rf.path).name
+        raw = folder / raw_name
+        final = folder / rf.final_name
+        if state == "changed":  # verified once, different now: never trust it again
+            manifest.pop(rf.final_name, None)
+            _write_manifest(folder, manifest)
+            for stale in {raw, final}:
+                stale.unlink(missing_ok=True)
+        if raw.is_file():
+            # A file put there by hand, or a zip whose extraction was interrupted: verify it.
+            _verify(raw, rf, url, raw, downloaded=False)
+            log.info("%s: found in the cache and verified", raw)
+        elif not download:
+            raise DownloadError(
+                f"{spec.name}: {raw} is not in the cache (or changed since it was verified) and download=False. "
+                + _hand_instructions(url, raw, rf)
+            )
+        else:
+            log.info("downloading %s -> %s", url, raw)
+        store = pooch.create(path=folder, base_url="", registry={raw_name: None}, urls={raw_name: url},
+                             retry_if_failed=retries)
+        processor = ExtractMember(rf.extract, final) if rf.extract else None
+        with _quiet_pooch():  # our own log lines follow --log-level; pooch's logger prints at INFO
+            store.fetch(raw_name, downloader=BoundedDownloader(rf, raw, timeout=timeout, progress=progress),
+                        processor=processor)
+        if rf.extract:
+            raw.unlink()
+        st = final.stat()
+        manifest[rf.final_name] = {
+            "blob": rf.blob,
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha1": git_blob_sha1(final) if rf.extract else rf.blob,
+            "url": url,
+        }
+        _write_manifest(folder, manifest)
+        fetched.append(rf.final_name)
+    if not fetched and manifest != _read_manifest(folder):
+        _write_manifest(folder, manifest)  # modification times refreshed
+    return folder, fetched
+
+
 def fetch(
     name: "str | DatasetSpec",
     root: "str | os.PathLike[str] | None" = None,
     download: bool = True,
     base_url: str | None = None,
     progress: bool = True,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     rehash: bool = False,
+    retries: int = 0,
 ) -> Path:
     """Make sure every file of a remote dataset is in the cache and verified; return its folder.
 
-    Files already verified are not fetched again (see the module docstring). With
-    ``download=False`` a missing file raises :class:`DownloadError` with what to fetch by hand.
+    Files already verified are not fetched again (see the module docstring). ``timeout`` is the
+    deadline in seconds for each file's whole transfer (default: 60 s + 20 s per MB of its
+    pinned size); ``rehash=True`` hashes every cached file again; ``retries`` retries a failed
+    transfer. With ``download=False`` a missing file raises :class:`DownloadError` with what to
+    fetch by hand.
     """
     spec = REGISTRY.get(name) if isinstance(name, str) else name
     if spec is None:
         raise DiffCLError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}.")
     if spec.kind != "remote":
         raise DiffCLError(f"dataset {spec.name!r} is {spec.kind}, there is nothing to download.")
-    folder = cache_dir(root) / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(folder)
-    for rf in spec.files:
-        if _is_cached(folder, rf, manifest, rehash):
-            continue
-        url = _url_for(spec, rf, base_url)
-        raw = folder / PurePosixPath(rf.path).name
-        # A manifest entry that no longer matches means the cached file changed: fetch it again.
-        stale = manifest.pop(rf.final_name, None) is not None
-        if raw.is_file() and not stale:
-            # A file put there by hand, or a zip whose extraction was interrupted: verify it.
-            _verify(raw, rf, url, raw, downloaded=False)
-            log.info("%s: found in the cache and verified", raw)
-        elif not download:
-            raise DownloadError(
-                f"{spec.name}: {raw} is not in the cache (or changed since it was verified) and download=False. " + _hand_instructions(url, raw, rf)
-            )
-        else:
-            log.info("downloading %s -> %s", url, raw)
-            _download(url, raw, rf, timeout=timeout, progress=progress)
-        final = folder / rf.final_name
-        if rf.extract:
-            _extract_member(raw, rf.extract, final)
-            raw.unlink()
-        manifest[rf.final_name] = {
-            "blob": rf.blob,
-            "size": final.stat().st_size,
-            "sha1": git_blob_sha1(final) if rf.extract else rf.blob,
-            "url": url,
-        }
-        _write_manifest(folder, manifest)
-    return folder
+    return _fetch(spec, root, download, base_url, progress, timeout, rehash, retries)[0]
 
 
 # ====================================================================== loading
-def _check_expected(ds: RecDataset, expected: dict[str, int], label: str) -> None:
+def _check_expected(ds: "RecDataset", expected: dict[str, int], label: str) -> None:
     got = {
         "users": ds.n_users,
         "items": ds.n_items,
@@ -552,7 +730,7 @@ def _check_expected(ds: RecDataset, expected: dict[str, int], label: str) -> Non
         log.warning("%s differs from the published sizes: %s", label, "; ".join(diffs))
 
 
-def _check_mmrec_published(ds: RecDataset, folder: Path) -> None:
+def _check_mmrec_published(ds: "RecDataset", folder: Path) -> None:
     key = next((k for k in (ds.name.lower(), folder.name.lower()) if k in MMREC_PUBLISHED), None)
     if key is None:
         return
@@ -560,35 +738,81 @@ def _check_mmrec_published(ds: RecDataset, folder: Path) -> None:
     _check_expected(ds, {"users": users, "items": items, "interactions": inter}, f"{folder} (MMRec {key})")
 
 
+FETCH_KEYS = ("base_url", "progress", "timeout", "rehash", "retries")
+
+
+def _folder_of(name: str, prefix: str) -> Path:
+    text = name[len(prefix):].strip()
+    if not text:
+        raise DiffCLError(
+            f"dataset {name!r}: the folder after {prefix!r} is empty. Fix: name the folder, e.g. "
+            f"--dataset {prefix}data/baby (or an absolute path)."
+        )
+    return Path(text).expanduser()
+
+
+def _load_remote(spec: DatasetSpec, root: "str | os.PathLike[str] | None", download: bool,
+                 fetch_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> "RecDataset":
+    from .io import load_folder
+
+    folder = fetch(spec, root=root, download=download, **fetch_kwargs)
+    try:
+        ds = load_folder(folder, format=spec.format, **kwargs)
+    except DataFormatError as exc:
+        # A cached file that does not load may have changed in place: hash every file again and
+        # fetch the ones that no longer match; then load once more.
+        args = {**fetch_kwargs, "rehash": True}
+        _, replaced = _fetch(spec, root, download, args.get("base_url"), args.get("progress", True),
+                             args.get("timeout"), True, args.get("retries", 0))
+        if not replaced:
+            raise DataFormatError(
+                f"{exc} (the cached files of {spec.name!r} in {folder} all match their pinned checksums, so the "
+                f"file is as published; report it, or load a corrected copy as a folder.)"
+            ) from None
+        log.warning("%s: %s changed since it was verified and was downloaded again", folder, ", ".join(replaced))
+        ds = load_folder(folder, format=spec.format, **kwargs)
+    ds.name = spec.name
+    ds.meta.update({"dataset": spec.name, "cache": str(folder)})
+    if spec.expected:
+        _check_expected(ds, spec.expected, f"dataset {spec.name!r}")
+    return ds
+
+
 def load(
     name: "str | os.PathLike[str] | DatasetSpec",
     root: "str | os.PathLike[str] | None" = None,
     download: bool = True,
     **kwargs: Any,
-) -> RecDataset:
+) -> "RecDataset":
     """Load a dataset by name and return a validated :class:`~diffcl_lite.data.RecDataset`.
 
     Names: see :func:`list_datasets` — ``"synthetic"``, ``"synthetic-baby"``,
     ``"synthetic-tiktok"`` (keyword arguments go to :func:`~diffcl_lite.data.make_synthetic`),
     ``"tiktok"``, ``"baby"`` (downloaded into the cache folder ``root`` on first use; keyword
-    arguments ``base_url``, ``progress``, ``timeout``, ``rehash`` go to :func:`fetch`, ``features``
-    to the loader), ``"mmrec:<folder>"``, ``"diffmm:<folder>"`` or the path of an existing folder.
-    Introduced in notebook 01 (data).
+    arguments ``base_url``, ``progress``, ``timeout``, ``rehash``, ``retries`` go to :func:`fetch`,
+    ``features`` and ``allow_split_overlap`` to the loader), ``"mmrec:<folder>"``,
+    ``"diffmm:<folder>"`` or the path of an existing folder. Download keywords are ignored for
+    synthetic data and folders. Introduced in notebook 01 (data).
     """
+    from .io import load_diffmm, load_folder, load_mmrec
+
     if isinstance(name, DatasetSpec):
         spec: DatasetSpec | None = name
     else:
         name = os.fspath(name)
         spec = REGISTRY.get(name)
+    fetch_kwargs = {k: kwargs.pop(k) for k in FETCH_KEYS if k in kwargs}
     if spec is None:
         assert isinstance(name, str)
         if name.startswith("mmrec:"):
-            folder = Path(name[len("mmrec:"):]).expanduser()
+            folder = _folder_of(name, "mmrec:")
             ds = load_mmrec(folder, **kwargs)
             _check_mmrec_published(ds, folder)
             return ds
         if name.startswith("diffmm:"):
-            return load_diffmm(Path(name[len("diffmm:"):]).expanduser(), **kwargs)
+            return load_diffmm(_folder_of(name, "diffmm:"), **kwargs)
+        if not name.strip():
+            raise DiffCLError(f"dataset name is empty. Known names: {', '.join(list_datasets())}.")
         if Path(name).expanduser().is_dir():
             ds = load_folder(Path(name).expanduser(), **kwargs)
             if ds.meta.get("format") == "mmrec":
@@ -600,13 +824,6 @@ def load(
         )
     if spec.kind == "synthetic":
         assert spec.factory is not None
+        kwargs.pop("allow_split_overlap", None)  # synthetic splits never overlap
         return spec.factory(**{**spec.defaults, **kwargs})
-    fetch_keys = ("base_url", "progress", "timeout", "rehash")
-    fetch_kwargs = {k: kwargs.pop(k) for k in fetch_keys if k in kwargs}
-    folder = fetch(spec, root=root, download=download, **fetch_kwargs)
-    ds = load_folder(folder, format=spec.format, **kwargs)
-    ds.name = spec.name
-    ds.meta.update({"dataset": spec.name, "cache": str(folder)})
-    if spec.expected:
-        _check_expected(ds, spec.expected, f"dataset {spec.name!r}")
-    return ds
+    return _load_remote(spec, root, download, fetch_kwargs, kwargs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import pickle
 import re
 from pathlib import Path
@@ -26,6 +27,11 @@ except ImportError:  # tests/ imported as a package
         tiny_dataset,
         zip_bytes,
     )
+
+try:
+    from http_mirrors import Mirror
+except ImportError:  # tests/ imported as a package
+    from tests.http_mirrors import Mirror
 
 NAME = "fake-tiny"
 
@@ -61,7 +67,7 @@ def make_spec(files: dict[str, bytes], base_url: str, **overrides) -> DatasetSpe
 
 @pytest.fixture
 def server(files):
-    with FileServer({f"/fake/{k}": v for k, v in files.items()}) as srv:
+    with Mirror({f"/fake/{k}": v for k, v in files.items()}) as srv:
         yield srv
 
 
@@ -304,3 +310,101 @@ def test_folder_prefixes_and_plain_paths(tmp_path, ds, caplog):
     assert datasets.load(f"diffmm:{tmp_path / 'dm'}").meta["format"] == "diffmm"
     assert datasets.load(str(tmp_path / "dm")).meta["format"] == "diffmm"
     assert datasets.load(tmp_path / "baby", features=["text"]).modalities == ["text"]
+
+
+# ---------------------------------------------------------------------- hostile mirrors and a corrupt cache
+def test_trickling_mirror_is_stopped_by_the_deadline(tmp_path, files, spec, server):
+    # one byte every 0.05 s: the whole file would take minutes, each read arrives well within the stall limit
+    path = "/fake/trnMat.pkl"
+    server.trickle[path] = 0.05
+    assert len(files["trnMat.pkl"]) * 0.05 > 60
+    with pytest.raises(DownloadError) as err:
+        datasets.load(NAME, root=tmp_path, progress=False, timeout=0.5)
+    msg = str(err.value)
+    assert f"{server.url}{path}" in msg and "0.5 s deadline" in msg and "--timeout" in msg
+    assert server.sent[path] < len(files["trnMat.pkl"])  # the transfer was given up, not finished
+    assert not (tmp_path / NAME / "trnMat.pkl").exists() and leftovers(tmp_path) == []
+
+
+def test_oversized_mirror_is_cut_at_the_pinned_size(tmp_path, files, spec, server):
+    path = "/fake/valMat.pkl"
+    server.endless[path] = 64 << 20  # 64 MB of junk without a Content-Length, for a file pinned at about 1 kB
+    with pytest.raises(DownloadError) as err:
+        datasets.load(NAME, root=tmp_path, progress=False, timeout=30)
+    msg = str(err.value)
+    pinned = len(files["valMat.pkl"])
+    assert f"{server.url}{path}" in msg and f"more than the {pinned:,} bytes pinned" in msg and "cut after" in msg
+    assert "Nothing was saved" in msg and "git hash-object" in msg
+    assert server.sent.get(path, 0) < (16 << 20)  # the client hung up long before 64 MB
+    assert not (tmp_path / NAME / "valMat.pkl").exists() and leftovers(tmp_path) == []
+
+
+def test_announced_length_beyond_the_pin_is_refused_before_reading(tmp_path, spec, server):
+    server.announce["/fake/tstMat.pkl"] = 10**9
+    with pytest.raises(DownloadError, match=r"tstMat\.pkl: the server announces 1,000,000,000 bytes, more than the"):
+        datasets.load(NAME, root=tmp_path, progress=False)
+    assert not (tmp_path / NAME / "tstMat.pkl").exists() and leftovers(tmp_path) == []
+
+
+def test_every_registered_file_has_a_pinned_size():
+    for spec in datasets.REGISTRY.values():
+        for rf in spec.files:
+            assert rf.limit is not None and rf.limit > 0, (spec.name, rf.path)
+    with pytest.raises(DiffCLError, match=r"no pinned size.*size=.*max_size="):
+        datasets.register(DatasetSpec(name="unsized", kind="remote", description="x", files=(RemoteFile("a.npy", "0" * 40),)))
+    assert "unsized" not in datasets.REGISTRY
+
+
+def _corrupt_in_place(path: Path, keep_mtime: bool) -> None:
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[: min(64, len(data))] = b"\xff" * min(64, len(data))
+    with open(path, "r+b") as fh:  # same size, same inode
+        fh.write(bytes(data))
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_file_changed_in_place_is_hashed_again_and_replaced(tmp_path, ds, spec, server):
+    datasets.load(NAME, root=tmp_path, progress=False)
+    _corrupt_in_place(tmp_path / NAME / "trnMat.pkl", keep_mtime=False)
+    n = len(server.requests)
+    assert_same(datasets.load(NAME, root=tmp_path, progress=False), ds)
+    assert server.requests[n:] == ["/fake/trnMat.pkl"]
+
+
+def test_corrupt_file_with_its_old_mtime_is_reverified_when_it_fails_to_load(tmp_path, ds, spec, server, caplog):
+    datasets.load(NAME, root=tmp_path, progress=False)
+    _corrupt_in_place(tmp_path / NAME / "tstMat.pkl", keep_mtime=True)  # the cheap checks cannot see it
+    n = len(server.requests)
+    with caplog.at_level(logging.WARNING, logger="diffcl_lite.datasets"):
+        assert_same(datasets.load(NAME, root=tmp_path, progress=False), ds)
+    assert server.requests[n:] == ["/fake/tstMat.pkl"]
+    assert any("tstMat.pkl changed since it was verified" in r.getMessage() for r in caplog.records)
+    # offline, the same damage names the file and the fix instead of trusting the manifest again
+    _corrupt_in_place(tmp_path / NAME / "tstMat.pkl", keep_mtime=True)
+    with pytest.raises(DownloadError, match=r"tstMat\.pkl is not in the cache \(or changed since it was verified\)"):
+        datasets.load(NAME, root=tmp_path, download=False)
+
+
+def test_rehash_finds_a_silent_change(tmp_path, files, spec, server):
+    datasets.fetch(NAME, root=tmp_path, progress=False)
+    path = tmp_path / NAME / "image_feat.npy"
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # one feature value changes: the file still loads
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    n = len(server.requests)
+    datasets.fetch(NAME, root=tmp_path, progress=False)
+    assert server.requests[n:] == []  # trusted: same size and time
+    datasets.fetch(NAME, root=tmp_path, progress=False, rehash=True)
+    assert server.requests[n:] == ["/fake/image_feat.npy"]
+    assert path.read_bytes() == files["image_feat.npy"]
+
+
+@pytest.mark.parametrize("spec_text", ["mmrec:", "diffmm:", "mmrec:  "])
+def test_empty_folder_after_a_prefix_is_an_error(spec_text, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty path must not load the current folder
+    with pytest.raises(DiffCLError, match=r"the folder after '(mmrec|diffmm):' is empty. Fix: name the folder, e.g. --dataset"):
+        datasets.load(spec_text)
