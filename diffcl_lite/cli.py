@@ -1,4 +1,4 @@
-"""Command line: ``python -m diffcl_lite {train,ablate,data,classroom}``.
+"""Command line: ``python -m diffcl_lite {train,ablate,tune,data,classroom}``.
 
 ``train`` prints a results table (model, R@10, R@20, N@10, N@20, P@20, best epoch, time) and
 with ``--json PATH`` writes the run as JSON. Every field of :class:`~diffcl_lite.model.DiffCLConfig`
@@ -160,11 +160,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_line() -> str:
+def _command_line(args: argparse.Namespace) -> str:
     """The command that is running, for the results files (``python -m diffcl_lite ...``)."""
     import shlex
 
-    return "python -m diffcl_lite " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    argv = getattr(args, "argv", None)
+    return "python -m diffcl_lite " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
 
 def _ablate_seeds(args: argparse.Namespace, data) -> int:
@@ -175,10 +176,29 @@ def _ablate_seeds(args: argparse.Namespace, data) -> int:
     seeds = list(range(args.seed, args.seed + args.seeds))
     rows = run_ablation_seeds(data, model_config_from_args(args), train_config_from_args(args), seeds=seeds,
                               out_dir=args.out, include_baselines=not args.no_baselines, device=args.device,
-                              cache_dir=args.cache_dir, command=_command_line(), n_boot=args.n_boot,
+                              cache_dir=args.cache_dir, command=_command_line(args), n_boot=args.n_boot,
                               progress=not args.quiet)
     print(summary_table(rows, fmt="text"))
     print(f"wrote {Path(args.out) / ('ablation_' + safe_name(data.name))}.md/.json/.runs.jsonl", file=sys.stderr)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .experiments import safe_name, summary_table
+    from .tuning import tune
+
+    data = _load_dataset(args)
+    if args.seeds < 1 or args.trials < 1:
+        raise DiffCLError(f"--trials {args.trials} and --seeds {args.seeds} must be >= 1.")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    result = tune(data, model_config_from_args(args), train_config_from_args(args), n_trials=args.trials,
+                  seeds=list(range(args.seed, args.seed + args.seeds)), models=models, prune_epoch=args.prune_epoch,
+                  sampler_seed=args.sampler_seed, out_dir=args.out, device=args.device, cache_dir=args.cache_dir,
+                  command=_command_line(args), n_boot=args.n_boot, progress=not args.quiet)
+    print(summary_table(result["rows"], fmt="text"))
+    for label, f in result["finalists"].items():
+        print(f"{label}: trial {f['trial']} {f['params'] or 'defaults'} (valid R@20 {f['valid']:.4f})")
+    print(f"wrote {Path(args.out) / ('tune_' + safe_name(data.name))}.md/.json/.runs.jsonl", file=sys.stderr)
     return 0
 
 
@@ -216,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "(finished runs in <out>/ablation_<dataset>.runs.jsonl are skipped)")
     p_abl.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples over test users [10000]")
     p_abl.set_defaults(func=cmd_ablate)
+    p_tune = sub.add_parser("tune", help="tune every model with the same trial budget; finalists over seeds")
+    _add_train_flags(p_tune)
+    p_tune.add_argument("--trials", type=int, default=8, help="trials per model (trial 0 = its defaults) [8]")
+    p_tune.add_argument("--seeds", type=int, default=3, help="seeds of the finalists, from --seed [3]")
+    p_tune.add_argument("--models", default=None,
+                        help="comma list of diffcl,random-views,no-cl,no-align,no-item-graph,lightgcn,mf [all]")
+    p_tune.add_argument("--prune-epoch", type=int, default=None,
+                        help="median pruning at this epoch (>= --epochs: no pruning) [epochs // 5, at least 2]")
+    p_tune.add_argument("--sampler-seed", type=int, default=0, help="seed of the trial sampler [0]")
+    p_tune.add_argument("--out", default="results", help="folder for tune_<dataset>.md/.json/.runs.jsonl [results]")
+    p_tune.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples over test users [10000]")
+    p_tune.set_defaults(func=cmd_tune)
     p_data = sub.add_parser("data", help="list datasets, show a data card, download or summarise one")
     p_data.add_argument("action", choices=["list", "card", "download", "summary"])
     p_data.add_argument("name", nargs="?")
@@ -233,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)  # for the "regenerate with" line of results files
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "quiet", False):
