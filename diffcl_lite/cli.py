@@ -177,7 +177,8 @@ def _ablate_seeds(args: argparse.Namespace, data) -> int:
     rows = run_ablation_seeds(data, model_config_from_args(args), train_config_from_args(args), seeds=seeds,
                               out_dir=args.out, include_baselines=not args.no_baselines, device=args.device,
                               cache_dir=args.cache_dir, command=_command_line(args), n_boot=args.n_boot,
-                              progress=not args.quiet)
+                              progress=not args.quiet,
+                              models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None)
     print(summary_table(rows, fmt="text"))
     print(f"wrote {Path(args.out) / ('ablation_' + safe_name(data.name))}.md/.json/.runs.jsonl", file=sys.stderr)
     return 0
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run seeds --seed..--seed+N-1; mean ± sd and paired tests against DiffCL; resumable "
                             "(finished runs in <out>/ablation_<dataset>.runs.jsonl are skipped)")
     p_abl.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples over test users [10000]")
+    p_abl.add_argument("--models", default=None,
+                       help="with --seeds: only these rows, comma list of diffcl,random-views,no-cl,no-align,"
+                            "no-item-graph,lightgcn,mf [all]")
     p_abl.set_defaults(func=cmd_ablate)
     p_tune = sub.add_parser("tune", help="tune every model with the same trial budget; finalists over seeds")
     _add_train_flags(p_tune)

@@ -249,12 +249,17 @@ class RunSpec:
 
 
 _VOLATILE_TRAIN_FIELDS = ("progress", "checkpoint_dir", "resume", "eval_batch_size")
+#: the DiffCLConfig fields each baseline reads (see model.build_model)
+BASELINE_FIELDS = {"mf": ("embedding_dim", "lambda_reg"), "lightgcn": ("embedding_dim", "n_layers", "lambda_reg")}
 
 
 def run_key(spec: RunSpec, seed: int, dataset: str) -> str:
     """A stable id of (dataset, label, model, configs, seed): done runs are skipped on restart."""
     train = {k: v for k, v in asdict(spec.train).items() if k not in _VOLATILE_TRAIN_FIELDS and k != "seed"}
-    blob = json.dumps({"dataset": dataset, "label": spec.label, "model": spec.model, "config": spec.config.to_dict(),
+    config = spec.config.to_dict()
+    if spec.model in BASELINE_FIELDS:  # a baseline's run does not change when DiffCL-only fields do
+        config = {k: v for k, v in config.items() if k in BASELINE_FIELDS[spec.model]}
+    blob = json.dumps({"dataset": dataset, "label": spec.label, "model": spec.model, "config": config,
                        "train": train, "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -357,10 +362,23 @@ def run_seeded(data: RecDataset, specs: Sequence[RunSpec], seeds: Sequence[int],
 
 
 def ablation_specs(base: DiffCLConfig | None = None, train_config: TrainConfig | None = None,
-                   include_baselines: bool = True) -> list[RunSpec]:
-    """The rows of :func:`ablation_variants` as :class:`RunSpec` objects with one train config."""
+                   include_baselines: bool = True, models: Sequence[str] | None = None) -> list[RunSpec]:
+    """The rows of :func:`ablation_variants` as :class:`RunSpec` objects with one train config.
+
+    ``models``: keep only the rows with these short names (``diffcl``, ``random-views``, ``no-cl``,
+    ``no-align``, ``no-item-graph``, ``lightgcn``, ``mf``; see :func:`~diffcl_lite.tuning.short_name`).
+    """
+    from .tuning import short_name
+
     tcfg = train_config or TrainConfig()
-    return [RunSpec(label, name, cfg, tcfg) for label, name, cfg in ablation_variants(base, include_baselines)]
+    specs = [RunSpec(label, name, cfg, tcfg) for label, name, cfg in ablation_variants(base, include_baselines)]
+    if models:
+        known = [short_name(s) for s in specs]
+        bad = [m for m in models if m not in known]
+        if bad:
+            raise DiffCLError(f"unknown models {bad}; choose from {known}.")
+        specs = [s for s in specs if short_name(s) in models]
+    return specs
 
 
 def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABEL, metric: str = "recall@20",
@@ -500,6 +518,7 @@ def run_ablation_seeds(
     command: str | None = None,
     n_boot: int = 10_000,
     progress: bool = True,
+    models: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """DiffCL, its ablations and the baselines over ``seeds``, with paired tests against DiffCL.
 
@@ -511,8 +530,8 @@ def run_ablation_seeds(
         raise DiffCLError("run_ablation_seeds: seeds is empty; pass e.g. --seeds 3.")
     stem = f"ablation_{safe_name(data.name)}"
     store = RunStore(Path(out_dir) / f"{stem}.runs.jsonl" if out_dir is not None else None)
-    records = run_seeded(data, ablation_specs(base, train_config, include_baselines), seeds, store, device, cache_dir,
-                         progress)
+    records = run_seeded(data, ablation_specs(base, train_config, include_baselines, models), seeds, store, device,
+                         cache_dir, progress)
     rows = summarize(records, n_boot=n_boot)
     if out_dir is not None:
         write_summary(records, rows, out_dir, stem, command, n_boot=n_boot)

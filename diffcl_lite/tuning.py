@@ -223,13 +223,7 @@ def tune(
     from tqdm.auto import tqdm
 
     tcfg = train_config or TrainConfig()
-    specs = ablation_specs(base, tcfg, include_baselines=True)
-    known = [short_name(s) for s in specs]
-    if models:
-        bad = [m for m in models if m not in known]
-        if bad:
-            raise DiffCLError(f"tune: unknown models {bad}; choose from {known}.")
-        specs = [s for s in specs if short_name(s) in models]
+    specs = ablation_specs(base, tcfg, include_baselines=True, models=models)
     if prune_epoch is None:
         prune_epoch = max(2, tcfg.epochs // 5)
     stem = f"tune_{safe_name(data.name)}"

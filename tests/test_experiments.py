@@ -54,6 +54,10 @@ def test_run_store_skips_done_runs_and_drops_a_cut_line(small, tmp_path):
     # same seed -> same numbers (the rerun of the cut run equals the original)
     assert again[3]["result"]["test"] == first[3]["result"]["test"]
     assert again[3]["per_user"] == first[3]["per_user"]
+    # a baseline's key ignores DiffCL-only fields; DiffCL's does not
+    other = DiffCLConfig(embedding_dim=16, denoiser_hidden=16, lambda_cl=0.3)
+    assert run_key(specs[0], 0, small.name) == run_key(RunSpec("LightGCN", "lightgcn", other, TINY), 0, small.name)
+    assert run_key(RunSpec("d", "diffcl", CFG, TINY), 0, "x") != run_key(RunSpec("d", "diffcl", other, TINY), 0, "x")
     # the key depends on the seed and the configs, not on the progress bar
     assert run_key(specs[0], 0, small.name) != run_key(specs[0], 1, small.name)
     assert run_key(specs[0], 0, small.name) != run_key(RunSpec("LightGCN", "lightgcn", CFG, TrainConfig(epochs=3)), 0,
