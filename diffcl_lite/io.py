@@ -49,8 +49,17 @@ INTER_REQUIRED = ("userID", "itemID", "x_label")
 INTER_OPTIONAL = ("rating", "timestamp")
 DIFFMM_FILES = {"train": "trnMat.pkl", "valid": "valMat.pkl", "test": "tstMat.pkl"}
 FEATURE_SUFFIX = "_feat.npy"
+NO_LINES_FIX = ("Fix: add one line per interaction under the header (userID, itemID and x_label separated by tabs, "
+                "e.g. '0\\t12\\t0'), or point to the .inter file that holds the interactions.")
+#: ids may leave gaps (users without interactions), but n = max id + 1 beyond this many times the
+#: number of distinct ids, plus ID_SLACK, means raw ids that were never remapped to 0..n-1
+ID_GAP_FACTOR = 2
+ID_SLACK = 100_000
+MAX_IDS = 1 << 31  # more rows than any embedding table here can hold
 
 __all__ = [
+    "remap_ids",
+    "remap_folder",
     "load_mmrec",
     "load_diffmm",
     "load_folder",
@@ -283,6 +292,79 @@ def _load_features(files: dict[str, Path]) -> dict[str, np.ndarray]:
     return feats
 
 
+# ====================================================================== id sanity
+def _remap_hint(source: Path) -> str:
+    folder = source if source.is_dir() else source.parent
+    return (f"Fix: remap the ids to 0..n-1 with `python -m diffcl_lite data remap {folder} {folder}-remapped` "
+            f"(in Python: diffcl_lite.io.remap_folder), then load {folder}-remapped.")
+
+
+def _check_id_space(source: Path, what: str, n: int, distinct: int, detail: str = "") -> None:
+    """Refuse an id space far larger than the ids in use (raw, un-remapped ids) or beyond memory."""
+    if n > MAX_IDS or n > ID_GAP_FACTOR * distinct + ID_SLACK:
+        raise DataFormatError(
+            f"{source}: {what} ids run up to {n - 1:,}{detail} but only {distinct:,} distinct {what} ids occur; "
+            f"n = max id + 1 = {n:,} rows would be allocated for them. The ids look like raw ids that were never "
+            f"remapped to 0..n-1. {_remap_hint(source)}"
+        )
+
+
+def remap_ids(ids: "np.ndarray | Sequence[int]") -> tuple[np.ndarray, np.ndarray]:
+    """``(new, original)``: ids renumbered 0..k-1 in increasing order of the original id.
+
+    ``original[new[j]] == ids[j]``; ``original`` is the sorted array of distinct ids (the map
+    back). Use it to compact raw user/item ids before building a dataset.
+    """
+    arr = np.asarray(ids)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise DataFormatError(f"remap_ids: ids must be integers, got dtype {arr.dtype}.")
+    original, new = np.unique(arr.astype(np.int64, copy=False), return_inverse=True)
+    return new.reshape(arr.shape).astype(np.int64), original
+
+
+def _drop_duplicates(source: Path, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                     line_of: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Drop repeated (user, item, split) rows, keeping the first; warn with their count."""
+    n_items = int(items.max()) + 1 if len(items) else 1
+    key = (users * n_items + items) * 3 + labels  # < 2^63: both id spaces were checked before
+    _, first = np.unique(key, return_index=True)
+    if len(first) == len(key):
+        return users, items, labels, line_of
+    keep = np.sort(first)
+    dropped = np.setdiff1d(np.arange(len(key)), keep)
+    where = f" (first: line {int(line_of[dropped[0]])})" if line_of is not None else ""
+    log.warning("%s: dropped %d duplicate interaction row(s) (same user, item and split)%s", source, len(dropped), where)
+    return users[keep], items[keep], labels[keep], (line_of[keep] if line_of is not None else None)
+
+
+def _check_split_overlap(source: Path, users: np.ndarray, items: np.ndarray, labels: np.ndarray, allow: bool,
+                         line_of: np.ndarray | None = None) -> None:
+    """A (user, item) pair in two splits is an error unless ``allow`` (then a warning)."""
+    n_items = int(items.max()) + 1 if len(items) else 1
+    pair = users * n_items + items
+    uniq, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
+    twice = counts[inverse] > 1
+    if not twice.any():
+        return
+    n_pairs = int((counts > 1).sum())
+    first = np.flatnonzero(twice)[0]
+    same = np.flatnonzero(pair == pair[first])
+    names = ("train", "valid", "test")
+    if line_of is not None:
+        where = " and ".join(f"line {int(line_of[j])} ({names[int(labels[j])]})" for j in same[:2])
+    else:
+        where = " and ".join(names[int(labels[j])] for j in same[:2])
+    text = (f"{source}: {n_pairs} (user, item) pair(s) appear in two splits (first: user {int(users[first])}, "
+            f"item {int(items[first])} in {where})")
+    if allow:
+        log.warning("%s; kept, as allow_split_overlap=True asks", text)
+        return
+    raise DataFormatError(
+        f"{text}. Train items are excluded from the ranking, so such a valid/test item can never be hit. Fix: "
+        f"remove one of the two rows, or pass allow_split_overlap=True (CLI: --allow-split-overlap) to keep them."
+    )
+
+
 # ====================================================================== MMRec
 def _line_text(path: Path, lineno: int) -> str:
     """Text of line ``lineno`` (1-based) of a text file, for error messages."""
@@ -315,8 +397,8 @@ def _find_inter(folder: Path, name: str | None) -> Path:
     )
 
 
-def _read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse an MMRec ``.inter`` table into (users, items, labels) int64 arrays."""
+def _read_inter(path: Path, with_lines: bool = False) -> Any:
+    """Parse an MMRec ``.inter`` table into (users, items, labels) int64 arrays (and each row's line)."""
     import pandas as pd
 
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
@@ -356,7 +438,7 @@ def _read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             encoding_errors="replace",
         )
     except pd.errors.EmptyDataError:
-        raise DataFormatError(f"{path}: the file has a header but no interaction lines.") from None
+        raise DataFormatError(f"{path}: the file has a header but no interaction lines. {NO_LINES_FIX}") from None
     except pd.errors.ParserError as exc:
         m = re.search(r"line (\d+)", str(exc))
         lineno = int(m.group(1)) if m else -1
@@ -368,7 +450,7 @@ def _read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     except ValueError as exc:  # e.g. duplicate column names in the header
         raise DataFormatError(f"{path}: cannot read the table ({exc}). Fix: check the header line {raw_cols}.") from None
     if len(df) == 0:
-        raise DataFormatError(f"{path}: the file has a header but no interaction lines.")
+        raise DataFormatError(f"{path}: the file has a header but no interaction lines. {NO_LINES_FIX}")
     extra = df["__extra__"].to_numpy() != ""
     if extra.any():
         lineno = int(np.flatnonzero(extra)[0]) + 2
@@ -395,7 +477,7 @@ def _read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     line_of = np.flatnonzero(~blank) + 2  # file line of each kept row
     users, items, labels = out
     if len(users) == 0:
-        raise DataFormatError(f"{path}: the file has a header but no interaction lines.")
+        raise DataFormatError(f"{path}: the file has a header but no interaction lines. {NO_LINES_FIX}")
     for what, ids in (("userID", users), ("itemID", items)):
         if len(ids) and ids.min() < 0:
             i = int(np.argmax(ids < 0))
@@ -411,11 +493,12 @@ def _read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f"values found: {sorted(set(np.unique(labels).tolist()))}. Fix: x_label must be 0 (train), 1 (valid) "
             f"or 2 (test)."
         )
-    return users, items, labels
+    return (users, items, labels, line_of) if with_lines else (users, items, labels)
 
 
 def load_mmrec(
-    folder: "str | os.PathLike[str]", name: str | None = None, features: Sequence[str] | None = None
+    folder: "str | os.PathLike[str]", name: str | None = None, features: Sequence[str] | None = None,
+    allow_split_overlap: bool = False,
 ) -> RecDataset:
     """Load an MMRec-format folder: ``<name>.inter`` + ``*_feat.npy``.
 
@@ -423,12 +506,22 @@ def load_mmrec(
     restricts (and orders) the modalities to load; ``[]`` loads none. ``n_users = max userID + 1``
     and ``n_items = max(max itemID + 1, feature rows)`` (MMRec ids are already 0-based and
     contiguous). Float16 features become float32. Introduced in notebook 01 (data).
+
+    Sanity checks: ids far beyond the number of distinct ids stop with a pointer to
+    :func:`remap_folder`; repeated lines are dropped with a warning; a (user, item) pair in two
+    splits is an error unless ``allow_split_overlap=True``.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataFormatError(f"{folder}: not a folder. Fix: pass the folder that holds <name>.inter and *_feat.npy.")
     inter = _find_inter(folder, name)
-    users, items, labels = _read_inter(inter)
+    users, items, labels, line_of = _read_inter(inter, with_lines=True)
+    for what, ids in (("user", users), ("item", items)):
+        top = int(ids.max())
+        i = int(np.argmax(ids == top))
+        _check_id_space(inter, what, top + 1, len(np.unique(ids)), f" (line {int(line_of[i])})")
+    users, items, labels, line_of = _drop_duplicates(inter, users, items, labels, line_of)
+    _check_split_overlap(inter, users, items, labels, allow_split_overlap, line_of)
     feats = _load_features(_select_features(folder, features))
     n_users = int(users.max()) + 1
     max_item = int(items.max())
@@ -467,8 +560,8 @@ def load_mmrec(
 
 
 # ====================================================================== DiffMM
-def _matrix_pairs(m: Any, source: str) -> tuple[np.ndarray, int]:
-    """(user, item) pairs of the non-zero entries, sorted; and how many values were not 0/1."""
+def _matrix_pairs(m: Any, source: str) -> tuple[np.ndarray, int, int]:
+    """(user, item) pairs of the non-zero entries, sorted; how many values were not 0/1; how many repeated."""
     if m.format == "coo":
         row, col = np.asarray(m.row, dtype=np.int64), np.asarray(m.col, dtype=np.int64)
         data = np.asarray(m.data)
@@ -480,18 +573,39 @@ def _matrix_pairs(m: Any, source: str) -> tuple[np.ndarray, int]:
         data = data.astype(np.int8)
     nonzero = data != 0
     non_binary = int(np.count_nonzero(nonzero & (data != 1)))
-    keys = np.unique(row[nonzero] * int(m.shape[1]) + col[nonzero])
+    all_keys = row[nonzero] * int(m.shape[1]) + col[nonzero]  # < 2^62: the shape was checked before
+    keys = np.unique(all_keys)
     pairs = np.stack([keys // int(m.shape[1]), keys % int(m.shape[1])], axis=1)
-    return pairs, non_binary
+    return pairs, non_binary, int(len(all_keys) - len(keys))
 
 
-def load_diffmm(folder: "str | os.PathLike[str]", features: Sequence[str] | None = None) -> RecDataset:
+def _matrix_rows_cols(m: Any) -> tuple[np.ndarray, np.ndarray]:
+    if m.format == "coo":
+        return np.asarray(m.row, dtype=np.int64), np.asarray(m.col, dtype=np.int64)
+    return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)), np.asarray(m.indices, dtype=np.int64)
+
+
+def _check_diffmm_shape(folder: Path, mats: dict[str, Any]) -> None:
+    """The pickled shape must be close to the ids in use (see :func:`_check_id_space`)."""
+    n_users, n_items = (int(x) for x in mats["train"].shape)
+    rows, cols = zip(*(_matrix_rows_cols(m) for m in mats.values()))
+    used_rows, used_cols = np.unique(np.concatenate(rows)), np.unique(np.concatenate(cols))
+    path = folder / DIFFMM_FILES["train"]
+    shape = f" (the pickled shape is {n_users:,} x {n_items:,})"
+    _check_id_space(path, "user", n_users, len(used_rows), shape)
+    _check_id_space(path, "item", n_items, len(used_cols), shape)
+
+
+def load_diffmm(folder: "str | os.PathLike[str]", features: Sequence[str] | None = None,
+                allow_split_overlap: bool = False) -> RecDataset:
     """Load a DiffMM-format folder: ``trnMat.pkl``, ``valMat.pkl``, ``tstMat.pkl`` + ``*_feat.npy``.
 
     The three matrices (users x items) are read with :func:`safe_load_pickle` and must have the
     same shape. Stored values that are not 0/1 are binarised (``value != 0`` means an interaction;
     explicit zeros are dropped) and a logging warning says how many values were changed.
-    Feature files must have exactly ``n_items`` rows; float16 becomes float32.
+    Feature files must have exactly ``n_items`` rows; float16 becomes float32. A shape far beyond
+    the ids in use stops with a pointer to :func:`remap_folder`; repeated entries are dropped with
+    a warning; a (user, item) pair in two matrices is an error unless ``allow_split_overlap=True``.
     Introduced in notebook 01 (data).
     """
     folder = Path(folder).expanduser()
@@ -515,20 +629,26 @@ def load_diffmm(folder: "str | os.PathLike[str]", features: Sequence[str] | None
             f"n_users x n_items matrices of the same dataset."
         )
     n_users, n_items = shapes[DIFFMM_FILES["train"]]
+    _check_diffmm_shape(folder, mats)
     splits = {}
     for split, m in mats.items():
         path = folder / DIFFMM_FILES[split]
-        pairs, non_binary = _matrix_pairs(m, str(path))
+        pairs, non_binary, repeated = _matrix_pairs(m, str(path))
         if non_binary:
             log.warning(
                 "%s: %d stored values are not 0/1; binarised (value != 0 -> interaction)", path, non_binary
             )
+        if repeated:
+            log.warning("%s: dropped %d duplicate (user, item) entries", path, repeated)
         if len(pairs) == 0:
             raise DataFormatError(
                 f"{path}: the {split} split has no users (no non-zero entry). Fix: use the {DIFFMM_FILES[split]} "
                 f"that belongs to this dataset."
             )
         splits[split] = pairs
+    stacked = np.concatenate([splits[s] for s in SPLITS])
+    labels = np.concatenate([np.full(len(splits[s]), k, dtype=np.int64) for k, s in enumerate(SPLITS)])
+    _check_split_overlap(folder, stacked[:, 0], stacked[:, 1], labels, allow_split_overlap)
     files = _select_features(folder, features)
     feats = _load_features(files)
     for mod, arr in feats.items():
@@ -642,3 +762,80 @@ def save_diffmm(dataset: RecDataset, folder: "str | os.PathLike[str]", feature_d
         save_sparse_pickle(m, folder / fname)
     _write_features(dataset, folder, feature_dtype)
     return folder
+
+
+# ====================================================================== remapping
+def _write_id_map(path: Path, original: np.ndarray) -> None:
+    lines = ["new_id,original_id"] + [f"{j},{int(v)}" for j, v in enumerate(original.tolist())]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def remap_folder(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", items: bool | None = None) -> Path:
+    """Copy a dataset folder with its ids renumbered 0..n-1; write the maps back; return ``dst``.
+
+    User ids are always compacted (``user_ids.csv``: ``new_id,original_id``). Item ids are compacted
+    when ``items=True``, or by default when the folder has no feature files: with feature files,
+    row i of every ``*_feat.npy`` describes item i, so with ``items=True`` the rows are reordered
+    too (``item_ids.csv``). MMRec folders keep the columns userID, itemID and x_label; DiffMM
+    folders get matrices of the compacted shape. Every file is written atomically; ``dst`` must
+    not be ``src``.
+    """
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    if dst.resolve() == src.resolve():
+        raise DataFormatError(f"remap_folder: {dst} is the source folder; write the remapped copy to another folder.")
+    fmt = detect_format(src)
+    feat_files = feature_files(src)
+    do_items = (not feat_files) if items is None else bool(items)
+    if fmt == "mmrec":
+        inter = _find_inter(src, None)
+        users, its, labels = _read_inter(inter)
+        splits = [(users[labels == k], its[labels == k]) for k in range(3)]
+        out_name = inter.name
+    else:
+        mats = [safe_load_pickle(src / DIFFMM_FILES[s]) for s in SPLITS]
+        splits = []
+        for m in mats:
+            r, c = _matrix_rows_cols(m)
+            splits.append((r, c))
+        out_name = ""
+    all_u = np.concatenate([u for u, _ in splits])
+    all_i = np.concatenate([i for _, i in splits])
+    new_u, orig_u = remap_ids(all_u)
+    if do_items:
+        new_i, orig_i = remap_ids(all_i)
+    else:
+        new_i, orig_i = all_i, None
+    dst.mkdir(parents=True, exist_ok=True)
+    bounds = np.cumsum([0] + [len(u) for u, _ in splits])
+    if fmt == "mmrec":
+        lines = ["userID\titemID\tx_label"]
+        for k in range(3):
+            a, b = bounds[k], bounds[k + 1]
+            lines.extend(f"{u}\t{i}\t{k}" for u, i in zip(new_u[a:b].tolist(), new_i[a:b].tolist()))
+        atomic_write_bytes(dst / out_name, ("\n".join(lines) + "\n").encode("utf-8"))
+    else:
+        if orig_i is not None:
+            n_items = len(orig_i)
+        elif feat_files:  # row i = item i: keep the features' item count
+            n_items = int(np.load(next(iter(feat_files.values())), mmap_mode="r", allow_pickle=False).shape[0])
+        else:
+            n_items = int(all_i.max()) + 1
+        for k, s in enumerate(SPLITS):
+            a, b = bounds[k], bounds[k + 1]
+            m = sp.coo_matrix((np.ones(b - a, dtype=np.float32), (new_u[a:b], new_i[a:b])), shape=(len(orig_u), n_items))
+            save_sparse_pickle(m, dst / DIFFMM_FILES[s])
+    _write_id_map(dst / "user_ids.csv", orig_u)
+    if orig_i is not None:
+        _write_id_map(dst / "item_ids.csv", orig_i)
+    for mod, path in feat_files.items():
+        arr = np.load(path, allow_pickle=False)
+        if orig_i is not None:
+            if len(orig_i) and int(orig_i.max()) >= arr.shape[0]:
+                raise DataFormatError(
+                    f"{path}: has {arr.shape[0]} rows but item id {int(orig_i.max())} occurs; the features cannot be "
+                    f"reordered. Fix: use the feature files that belong to these interactions."
+                )
+            arr = arr[orig_i]
+        atomic_write_bytes(dst / path.name, _npy_bytes(arr))
+    log.info("remapped %s -> %s: %d users%s", src, dst, len(orig_u), f", {len(orig_i)} items" if orig_i is not None else "")
+    return dst

@@ -15,6 +15,8 @@ from diffcl_lite.io import (
     load_diffmm,
     load_folder,
     load_mmrec,
+    remap_folder,
+    remap_ids,
     safe_load_pickle,
     save_diffmm,
     save_mmrec,
@@ -322,3 +324,86 @@ def test_diffmm_empty_split(tmp_path, ds):
     save_sparse_pickle(sp.coo_matrix((ds.n_users, ds.n_items), dtype=np.float32), tmp_path / "tstMat.pkl")
     with pytest.raises(DataFormatError, match=r"tstMat\.pkl: the test split has no users"):
         load_diffmm(tmp_path)
+
+
+# ---------------------------------------------------------------------- id sanity, duplicates, overlapping splits
+def test_unremapped_user_id_is_refused_and_remap_folder_fixes_it(tmp_path, ds):
+    rows = inter_rows(ds)
+    u, i, k = rows[0].split("\t")
+    rows[0] = f"50000000\t{i}\t{k}"  # one raw id among 30 users
+    folder = mmrec_folder(tmp_path, ds, rows)
+    with pytest.raises(DataFormatError) as err:
+        load_mmrec(folder)
+    msg = str(err.value)
+    assert str(folder / "tiny.inter") in msg and "50,000,000" in msg and "line 2" in msg
+    assert f"python -m diffcl_lite data remap {folder} {folder}-remapped" in msg and "remap_folder" in msg
+    out = remap_folder(folder, tmp_path / "fixed")
+    back = load_mmrec(out)
+    assert back.n_users == ds.n_users + 1 and back.n_items == ds.n_items  # items keep their feature rows
+    ids = (out / "user_ids.csv").read_text().splitlines()
+    assert ids[0] == "new_id,original_id" and ids[-1] == f"{back.n_users - 1},50000000"
+    assert not (out / "item_ids.csv").exists()
+    np.testing.assert_array_equal(back.features["image"], ds.features["image"])
+
+
+def test_pickled_shape_beyond_memory_is_refused(tmp_path, ds):
+    save_diffmm(ds, tmp_path)
+    trn = safe_load_pickle(tmp_path / "trnMat.pkl")
+    for name in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl"):
+        m = safe_load_pickle(tmp_path / name)
+        save_sparse_pickle(sp.coo_matrix((m.data, (m.row, m.col)), shape=(10**12, ds.n_items)), tmp_path / name)
+    with pytest.raises(DataFormatError) as err:
+        load_diffmm(tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "trnMat.pkl") in msg and "1,000,000,000,000 x" in msg and "data remap" in msg
+    back = load_diffmm(remap_folder(tmp_path, tmp_path.parent / (tmp_path.name + "-fixed")))
+    assert back.n_users == len(np.unique(np.concatenate([ds.train[:, 0], ds.valid[:, 0], ds.test[:, 0]])))
+    assert len(back.train) == len(trn.data)
+
+
+def test_duplicate_lines_are_dropped_with_a_count(tmp_path, ds, caplog):
+    rows = inter_rows(ds)
+    folder = mmrec_folder(tmp_path, ds, rows + rows[:3])
+    with caplog.at_level(logging.WARNING, logger="diffcl_lite.io"):
+        back = load_mmrec(folder)
+    assert any("dropped 3 duplicate interaction row(s)" in r.getMessage() and f"line {len(rows) + 2}" in r.getMessage()
+               for r in caplog.records)
+    assert len(back.train) == len(ds.train)
+
+
+def test_pair_in_two_splits_is_an_error_unless_allowed(tmp_path, ds, caplog):
+    rows = inter_rows(ds)
+    u, i, _ = rows[0].split("\t")  # a train row
+    folder = mmrec_folder(tmp_path, ds, rows + [f"{u}\t{i}\t2"])
+    with pytest.raises(DataFormatError) as err:
+        load_mmrec(folder)
+    msg = str(err.value)
+    assert str(folder / "tiny.inter") in msg and "line 2 (train) and line" in msg and "(test)" in msg
+    assert "allow_split_overlap=True" in msg and "--allow-split-overlap" in msg
+    with caplog.at_level(logging.WARNING, logger="diffcl_lite.io"):
+        back = load_folder(folder, allow_split_overlap=True)
+    assert len(back.test) == len(ds.test) + 1
+    assert any("appear in two splits" in r.getMessage() for r in caplog.records)
+
+
+def test_diffmm_pair_in_two_matrices_is_an_error(tmp_path, ds):
+    save_diffmm(ds, tmp_path)
+    tst = safe_load_pickle(tmp_path / "tstMat.pkl")
+    u, i = (int(x) for x in ds.train[0])
+    save_sparse_pickle(sp.coo_matrix((np.r_[tst.data, 1.0], (np.r_[tst.row, u], np.r_[tst.col, i])), shape=tst.shape),
+                       tmp_path / "tstMat.pkl")
+    with pytest.raises(DataFormatError, match=rf"1 \(user, item\) pair\(s\) appear in two splits \(first: user {u}, item {i} in train and test\)"):
+        load_diffmm(tmp_path)
+    assert len(load_diffmm(tmp_path, allow_split_overlap=True).test) == len(ds.test) + 1
+
+
+def test_header_without_lines_says_what_to_do(tmp_path, ds):
+    folder = mmrec_folder(tmp_path, ds, [])
+    with pytest.raises(DataFormatError, match=r"header but no interaction lines\. Fix: add one line per interaction"):
+        load_mmrec(folder)
+
+
+def test_remap_ids_round_trip():
+    new, original = remap_ids(np.array([40, 7, 40, 1_000_000]))
+    assert new.tolist() == [1, 0, 1, 2] and original.tolist() == [7, 40, 1_000_000]
+    assert original[new].tolist() == [40, 7, 40, 1_000_000]
