@@ -7,6 +7,10 @@ from pathlib import Path
 
 __all__ = ["atomic_write_bytes"]
 
+# mkstemp creates files readable by the owner only; results should get the usual permissions
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: "os.PathLike[str] | str", data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
@@ -18,6 +22,7 @@ def atomic_write_bytes(path: "os.PathLike[str] | str", data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -34,7 +34,7 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
-RUNS_ROOT = "runs"
+RUNS_ROOT = "runs"  # relative to the working folder; $DIFFCL_RUNS replaces it
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.csv"
 RESULT_NAME = "result.json"
@@ -65,10 +65,15 @@ def dataset_label(spec: str) -> str:
     return safe_name(text)
 
 
+def runs_root() -> Path:
+    """Where run folders go by default: ``$DIFFCL_RUNS``, else ``runs/`` in the working folder."""
+    return Path(os.environ.get("DIFFCL_RUNS") or RUNS_ROOT).expanduser()
+
+
 def new_run_dir(dataset: str, model: str, root: "str | os.PathLike[str] | None" = None,
                 now: _dt.datetime | None = None) -> Path:
     """Create and return a fresh ``<root>/<dataset>-<model>-<YYYYmmdd-HHMMSS>`` folder (``-2``, ``-3`` if taken)."""
-    base = Path(root if root is not None else RUNS_ROOT)
+    base = Path(root) if root is not None else runs_root()
     ensure_writable_dir(base, "--run-dir")
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     stem = f"{dataset_label(dataset)}-{safe_name(model)}-{stamp}"
@@ -195,6 +200,9 @@ def plot_history(history: Sequence[dict[str, Any]], path: "str | os.PathLike[str
     loss = [(r["epoch"], r["loss_total"]) for r in history if isinstance(r.get("loss_total"), (int, float))]
     if loss:
         ax.plot(*zip(*loss), color="tab:blue", marker=".", label="train loss")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss (total)", color="tab:blue")
     points = [(r["epoch"], r[metric]) for r in history if isinstance(r.get(metric), (int, float))]
