@@ -3,9 +3,11 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-# torch goes in first, pinned to the CPU build; pyproject.toml only asks for
-# torch>=2.2, which that build satisfies, so pip pulls no CUDA build afterwards.
+# torch goes in first; pyproject.toml only asks for torch>=2.2, which that build satisfies, so pip
+# pulls no other build afterwards. TORCH_INDEX: auto (Linux without an NVIDIA GPU: PyTorch's CPU
+# wheel index; otherwise the default index, i.e. the CUDA build on Linux), cpu, default or a URL.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= auto
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 # Extra prerequisites of `make test` (e.g. a student-copy check); targets
@@ -13,6 +15,8 @@ PYTEST_ARGS ?=
 TEST_PREREQS ?= student-verify
 
 VENV_PY := $(VENV)/bin/python
+# what the lessons need (make lab), and on top of it the course tools and the tests (make test)
+LESSONS_STAMP := $(VENV)/.installed-lessons
 STAMP := $(VENV)/.installed
 # JupyterLab refuses to start as root without --allow-root (containers, CI).
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
@@ -29,23 +33,31 @@ endef
 help: ## List the targets
 	@echo "diffcl_lite make targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
-	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) TORCH_SPEC=$(TORCH_SPEC) LAB_ARGS=... PYTEST_ARGS=..."
+	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) TORCH_SPEC=$(TORCH_SPEC) TORCH_INDEX=$(TORCH_INDEX) LAB_ARGS=... PYTEST_ARGS=..."
 
-install: $(STAMP) ## Create the venv (VENV), install torch (CPU) + diffcl_lite[notebooks,test], register the Jupyter kernel
+install: $(STAMP) ## Create the venv (VENV): torch (CPU build without an NVIDIA GPU) + diffcl_lite[lessons,course,test], the kernel
 
 venv: $(STAMP) ## Same as install
 
-$(STAMP): pyproject.toml
+# The lessons only: torch, diffcl_lite[lessons], the Jupyter kernel, the notebooks' git clean filter.
+$(LESSONS_STAMP): pyproject.toml scripts/install_torch.py
 	$(call check_python,$(PYTHON))
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
 	$(call check_python,$(VENV_PY))
 	$(VENV_PY) -m pip install --upgrade pip
-	$(VENV_PY) -m pip install "$(TORCH_SPEC)"
-	$(VENV_PY) -m pip install -e ".[notebooks,test]"
+	$(VENV_PY) scripts/install_torch.py --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)"
+	$(VENV_PY) -m pip install -e ".[lessons]"
 	$(VENV_PY) -m ipykernel install --sys-prefix --name diffcl-lite --display-name "Python (diffcl-lite)"
+	-git config filter.diffcl-strip.clean "$(VENV_PY) -m diffcl_lite.nbtools clean" 2>/dev/null
+	-git config filter.diffcl-strip.smudge cat 2>/dev/null
 	touch $@
 
-lab: $(STAMP) ## Start JupyterLab on notebooks/ (extra flags: LAB_ARGS="--no-browser --port 9999")
+# Everything for development: the course tools (runner, site, classroom) and the test tools.
+$(STAMP): $(LESSONS_STAMP)
+	$(VENV_PY) -m pip install -e ".[lessons,course,test]"
+	touch $@
+
+lab: $(LESSONS_STAMP) ## Start JupyterLab on notebooks/ (extra flags: LAB_ARGS="--no-browser --port 9999")
 	@mkdir -p notebooks
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ROOT_FLAG) $(LAB_ARGS)
 

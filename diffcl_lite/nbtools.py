@@ -4,6 +4,7 @@ Used by the lesson notebooks' maintainers and by ``tests/test_notebook_lint.py``
 
     python -m diffcl_lite.nbtools strip notebooks/*.ipynb     # clear outputs, keep golden cells
     python -m diffcl_lite.nbtools check notebooks/*.ipynb     # exit 1 if a notebook is not stripped
+    python -m diffcl_lite.nbtools clean < NB.ipynb            # git clean filter (.gitattributes)
     python -m diffcl_lite.nbtools execute notebooks/01_user_item_graph.ipynb
                                 # run in fast mode (DIFFCL_FAST=1), then strip: refreshes golden outputs
 
@@ -153,23 +154,76 @@ def check_notebook(path: str | Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)
     problems: list[str] = []
-    code_no = 0
+    strip_fix = f"run `python -m diffcl_lite.nbtools strip {path}` (or `make strip`)"
     for i, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
-        code_no += 1
         if is_golden(cell):
             outs = cell.get("outputs") or []
-            if not outs or cell.get("execution_count") is None:
+            if not outs:
                 problems.append(f"cell {i} (golden, # NBVAL_CHECK_OUTPUT) has no committed output: run "
                                 f"`python -m diffcl_lite.nbtools execute {path.name}` to record it")
+            elif cell.get("execution_count") is None:
+                problems.append(f"cell {i} (golden) kept its output but lost its execution count (nbstripout without "
+                                f"--keep-count does this; the tests still compare it): {strip_fix} to restore it")
             if any(o.get("output_type") == "error" for o in outs):
                 problems.append(f"cell {i} (golden) has an error output; fix the cell and re-run")
+            if KEEP_OUTPUT_TAG not in (cell.get("metadata", {}).get("tags") or []):
+                problems.append(f"cell {i} (golden) lacks the {KEEP_OUTPUT_TAG!r} tag that keeps its output through "
+                                f"nbstripout: {strip_fix}")
         elif cell.get("outputs"):
-            problems.append(f"cell {i} has outputs but is not a golden cell")
-    if dumps(strip_notebook(nb)) != text:
-        problems.append(f"{path.name} is not stripped: run `python -m diffcl_lite.nbtools strip {path}` (or `make strip`)")
+            problems.append(f"cell {i} has outputs but is not a golden cell (first line {GOLDEN_MARKER}): {strip_fix}")
+        elif cell.get("execution_count") is not None:
+            problems.append(f"cell {i} has an execution count but is not a golden cell: {strip_fix}")
+    if dumps(strip_notebook(nb)) != text and not problems:
+        problems.append(f"{path.name} is not stripped ({_first_difference(nb)}): {strip_fix}")
     return problems
+
+
+def _first_difference(nb: dict[str, Any]) -> str:
+    """Where stripping would change ``nb``: the first cell or metadata field that differs, in words."""
+    clean = strip_notebook(nb)
+    if nb.get("metadata") != clean["metadata"]:
+        extra = sorted(set(nb.get("metadata", {})) - set(clean["metadata"]))
+        return f"notebook metadata {extra or 'kernelspec/language_info'} differs"
+    for i, (a, b) in enumerate(zip(nb.get("cells", []), clean["cells"])):
+        for key in ("metadata", "source", "outputs", "execution_count"):
+            if a.get(key) != b.get(key):
+                return f"cell {i} {key} differs"
+    return "key order, indentation or the final newline differ"
+
+
+def compare_golden_without_counts(items: Iterable[Any]) -> int:
+    """Let nbval compare golden cells whose execution count a stripper cleared; returns how many.
+
+    nbval compares a cell's output only when the committed cell has an execution count ("Unrun
+    reference cell has outputs" otherwise). nbstripout keeps the outputs of ``keep_output`` cells
+    but clears their counts unless ``--keep-count`` is given; for golden cells the marker, not the
+    count, says that the output is the reference, so they get a count back here. Called from the
+    test suite's ``pytest_collection_modifyitems``.
+    """
+    fixed = 0
+    for item in items:
+        cell = getattr(item, "cell", None)
+        if item.__class__.__name__ != "IPyNbCell" or cell is None:
+            continue
+        if cell.get("execution_count") is None and cell.get("outputs") and is_golden(cell):
+            cell["execution_count"] = 1
+            fixed += 1
+    return fixed
+
+
+def clean_filter(stdin: Any = None, stdout: Any = None) -> None:
+    """A git clean filter: the notebook JSON on stdin, stripped, on stdout (see ``.gitattributes``)."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    text = stdin.read()
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError:
+        stdout.write(text)  # not notebook JSON (a merge conflict, say): pass it through unchanged
+        return
+    stdout.write(dumps(strip_notebook(nb)))
 
 
 def _poll_in_steps(channel: Any, step: float = 0.5) -> None:
@@ -274,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m diffcl_lite.nbtools {strip,check,execute} NOTEBOOK...``."""
     parser = argparse.ArgumentParser(prog="python -m diffcl_lite.nbtools", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("clean", help="git clean filter: strip the notebook on stdin to stdout (see .gitattributes)")
     for name, helptext in (("strip", "clear outputs in place, keep golden cells' outputs"),
                            ("check", "exit 1 when a notebook is not stripped or a golden cell lacks output"),
                            ("execute", "run in fast mode with nbclient, then strip (refreshes golden outputs)")):
@@ -285,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--output-dir", default=None,
                            help="write the executed notebooks here (with outputs) and leave the sources untouched")
     args = parser.parse_args(argv)
+    if args.cmd == "clean":
+        clean_filter()
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = _expand(args.paths)
     status = 0

@@ -2,8 +2,8 @@
 
 Someone who adds a dependency to only one of pyproject.toml and environment.yml,
 or changes a range in one of them, makes these tests fail. Both files must list
-exactly the same packages (core dependencies plus the ``notebooks`` and ``test``
-extras; the ``dev`` extra is not in environment.yml) with the same version range,
+exactly the same packages (core dependencies plus the ``lessons``, ``course`` and
+``test`` extras; the ``dev`` extra is not in environment.yml) with the same version range,
 after mapping PyPI names to conda-forge names. environment.yml may add only
 ``python`` and ``pip``. Ranges, never exact ``==`` pins, in pyproject.toml.
 """
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPI_TO_CONDA = {"torch": "pytorch"}
 CONDA_TO_PYPI = {conda: pypi for pypi, conda in PYPI_TO_CONDA.items()}
 # pyproject extras that environment.yml must also provide.
-COMPARED_EXTRAS = ("notebooks", "test")
+COMPARED_EXTRAS = ("lessons", "course", "test")
 # Entries environment.yml may have that pyproject.toml does not.
 ENV_ONLY_ALLOWED = frozenset({"python", "pip"})
 
@@ -202,7 +202,7 @@ def _deps(**specs: str) -> Deps:
 
 def test_compare_accepts_matching_files():
     pyproject = {"project": {"dependencies": ["torch>=2.2", "umap-learn>=0.5.4"],
-                             "optional-dependencies": {"notebooks": ["plotly>=5.15"], "test": ["playwright>=1.40"]}}}
+                             "optional-dependencies": {"lessons": ["plotly>=5.15"], "course": [], "test": ["playwright>=1.40"]}}}
     env = {"dependencies": ["python=3.11", "pip", "pytorch >=2.2", "umap-learn>=0.5.4", "plotly>=5.15.0",
                             {"pip": ["playwright>=1.40", "-e ."]}]}
     assert compare_deps(pyproject_deps(pyproject), environment_deps(env)) == []
@@ -224,7 +224,7 @@ def test_compare_reports_mismatches(py, env, fragment):
 
 def test_compare_flags_dependency_added_to_one_file_only(pyproject, environment):
     one_sided = copy.deepcopy(pyproject)
-    one_sided["project"]["optional-dependencies"]["notebooks"].append("extra-only-in-pyproject>=1.0")
+    one_sided["project"]["optional-dependencies"]["lessons"].append("extra-only-in-pyproject>=1.0")
     assert any("extra-only-in-pyproject" in p for p in compare_deps(pyproject_deps(one_sided), environment_deps(environment)))
 
     one_sided_env = copy.deepcopy(environment)
@@ -262,3 +262,20 @@ def test_exact_pins_are_found():
 def test_duplicate_entries_are_rejected():
     with pytest.raises(ValueError, match="listed twice"):
         environment_deps({"dependencies": ["numpy>=1.24", {"pip": ["numpy>=1.24"]}]})
+
+
+def test_make_lab_installs_no_test_or_course_tools():
+    """`make lab` is the student's set-up: torch, diffcl_lite[lessons] and the kernel, nothing for tests."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    out = subprocess.run(["make", "-n", "-B", "lab", "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert 'pip install -e ".[lessons]"' in out and "scripts/install_torch.py" in out, out
+    for tool in ("pytest", "nbval", "playwright", "papermill", "[test]", "course"):
+        assert tool not in out, f"`make -n lab` mentions {tool!r}:\n{out}"
+    full = subprocess.run(["make", "-n", "-B", "install", "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+    assert 'pip install -e ".[lessons,course,test]"' in full, full
