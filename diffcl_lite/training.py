@@ -209,6 +209,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ck
 
 
+def accumulation_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the epoch's loss sums accumulate in: float64, except float32 on MPS (no float64 there)."""
+    # float64 keeps the CPU and CUDA numbers of earlier versions bit-identical
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def _remove_stale_temporaries(folder: Path) -> None:
     """Delete ``.checkpoint.pt.*.tmp`` files that a process killed while writing left behind."""
     stale = sorted(folder.glob(f".{CHECKPOINT_NAME}.*.tmp"))
@@ -385,8 +391,7 @@ def train(
             model.pre_epoch()  # e.g. FREEDOM's per-epoch edge pruning
         t0 = time.perf_counter()
         sums: dict[str, Any] = {}
-        # float64 sums keep CPU numbers exact across batch orders; MPS has no float64, so float32 there
-        acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+        acc_dtype = accumulation_dtype(device)
         try:
             for b, (u, p, n) in enumerate(sampler.epoch()):
                 if b >= n_batches:
