@@ -400,7 +400,8 @@ def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABE
     for label, recs in by_label.items():
         recs = sorted(recs, key=lambda r: r["seed"])
         res = [r["result"] for r in recs]
-        row: dict[str, Any] = {"label": label, "model": recs[0]["model"], "seeds": [r["seed"] for r in recs]}
+        row: dict[str, Any] = {"label": label, "model": recs[0]["model"], "seeds": [r["seed"] for r in recs],
+                               "is_reference": label == reference}
         for split in ("test", "valid"):
             for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"):
                 vals = [x[split].get(m, float("nan")) for x in res]
@@ -457,7 +458,7 @@ def summary_table(rows: Sequence[dict[str, Any]], metric: str = "recall@20", fmt
         vr = r["vs_reference"]
         ms = lambda key: stats.format_mean_sd(r[key]["values"])  # noqa: E731
         if vr is None:
-            diff, pu, ps, sig = "(reference)", "–", "–", ""
+            diff, pu, ps, sig = ("(reference)" if r.get("is_reference") else "–"), "–", "–", ""
         else:
             boot, tt = vr.get("bootstrap"), vr.get("ttest")
             diff = f"{vr['diff']:+.4f}"
