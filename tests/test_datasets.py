@@ -17,10 +17,9 @@ from diffcl_lite.errors import DataFormatError, DiffCLError, DownloadError
 from diffcl_lite.io import save_diffmm, save_mmrec
 
 try:
-    from fixtures_data import FileServer, free_port, git_blob_sha1, old_scipy_pickle_bytes, tiny_dataset, zip_bytes
+    from fixtures_data import free_port, git_blob_sha1, old_scipy_pickle_bytes, tiny_dataset, zip_bytes
 except ImportError:  # tests/ imported as a package
     from tests.fixtures_data import (
-        FileServer,
         free_port,
         git_blob_sha1,
         old_scipy_pickle_bytes,
