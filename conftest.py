@@ -11,6 +11,8 @@ import os
 import pytest
 
 os.environ.setdefault("DIFFCL_FAST", "1")
+# runs started by the tests (CLI train/ablate) write their run folders to a temporary folder
+os.environ.setdefault("DIFFCL_RUNS", __import__("tempfile").mkdtemp(prefix="diffcl-test-runs-"))
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: D103

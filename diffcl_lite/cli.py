@@ -669,10 +669,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = args.command == "runs" or (args.command == "data" and args.action in ("list", "card", "remap"))
     with _ConsoleLogging(level, tqdm_aware=not quick):
         try:
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
+            return code
         except DiffCLError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # the reader went away (`... | head`): stop quietly, as Unix tools do
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141

@@ -320,3 +320,16 @@ def test_data_remap_and_summary_flags(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["users"] == ds.n_users + 1
     assert main(["data", "summary", "mmrec:"]) == 2
     assert "the folder after 'mmrec:' is empty" in capsys.readouterr().err
+
+
+def test_output_closed_by_the_reader_ends_quietly():
+    """`python -m diffcl_lite data list | head -1` must not end in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "diffcl_lite", "data", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader goes away before the first line
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
