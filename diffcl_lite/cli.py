@@ -509,7 +509,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(datasets.data_card(args.name))
         return 0
     if args.action == "remap":
-        from .io import remap_folder
+        from .datasets.remap import remap_folder
 
         if not args.out_folder:
             raise DiffCLError(f"`data remap {args.name}` needs the folder to write, e.g. "

@@ -260,7 +260,7 @@ def test_log_lines_do_not_break_progress_bars(tmp_path, capsys):
 def test_data_download_rehash_and_timeout(tmp_path, capsys):
     from diffcl_lite import datasets
     from diffcl_lite.datasets import DatasetSpec, RemoteFile
-    from diffcl_lite.io import save_diffmm
+    from diffcl_lite.datasets.formats import save_diffmm
 
     try:
         from fixtures_data import git_blob_sha1, tiny_dataset
@@ -299,7 +299,7 @@ def test_data_download_rehash_and_timeout(tmp_path, capsys):
 
 
 def test_data_remap_and_summary_flags(tmp_path, capsys):
-    from diffcl_lite.io import save_mmrec
+    from diffcl_lite.datasets.formats import save_mmrec
 
     try:
         from fixtures_data import tiny_dataset

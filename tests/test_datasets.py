@@ -6,15 +6,17 @@ import logging
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from diffcl_lite import datasets
+from diffcl_lite.datasets import download
 from diffcl_lite.datasets import DatasetSpec, RemoteFile
 from diffcl_lite.errors import DataFormatError, DiffCLError, DownloadError
-from diffcl_lite.io import save_diffmm, save_mmrec
+from diffcl_lite.datasets.formats import save_diffmm, save_mmrec
 
 try:
     from fixtures_data import free_port, git_blob_sha1, old_scipy_pickle_bytes, tiny_dataset, zip_bytes
@@ -241,7 +243,7 @@ def test_cache_dir_precedence(tmp_path, monkeypatch):
     assert datasets.cache_dir() == tmp_path / "env"
     monkeypatch.delenv("DIFFCL_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(datasets.sys, "platform", "linux")
+    monkeypatch.setattr(sys, "platform", "linux")
     assert datasets.cache_dir() == tmp_path / "xdg" / "diffcl_lite"
 
 
@@ -250,7 +252,7 @@ def test_real_remote_entries_are_pinned():
         spec = datasets.REGISTRY[name]
         assert len(spec.files) == n_files
         assert all(re.fullmatch(r"[0-9a-f]{40}", f.blob) for f in spec.files)
-        url = datasets._url_for(spec, spec.files[0], None)
+        url = download._url_for(spec, spec.files[0], None)
         assert url == f"https://raw.githubusercontent.com/HKUDS/DiffMM/{datasets.DIFFMM_COMMIT}/Datasets/{name}/trnMat.pkl"
     assert [f.final_name for f in datasets.REGISTRY["baby"].files][-1] == "image_feat.npy"
 

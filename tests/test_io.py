@@ -10,18 +10,9 @@ import pytest
 import scipy.sparse as sp
 
 from diffcl_lite.errors import DataFormatError
-from diffcl_lite.io import (
-    detect_format,
-    load_diffmm,
-    load_folder,
-    load_mmrec,
-    remap_folder,
-    remap_ids,
-    safe_load_pickle,
-    save_diffmm,
-    save_mmrec,
-    save_sparse_pickle,
-)
+from diffcl_lite.datasets.formats import detect_format, load_diffmm, load_folder, load_mmrec, save_diffmm, save_mmrec
+from diffcl_lite.datasets.pickles import safe_load_pickle, save_sparse_pickle
+from diffcl_lite.datasets.remap import remap_folder, remap_ids
 
 try:
     from fixtures_data import (
@@ -290,7 +281,7 @@ def test_diffmm_binarises_non_binary_values_with_a_warning(tmp_path, ds, caplog)
     data[:3] = [2.0, 5.0, 0.0]  # two non-binary values and one explicit zero
     zero_pair = (int(trn.row[2]), int(trn.col[2]))
     save_sparse_pickle(sp.coo_matrix((data, (trn.row, trn.col)), shape=trn.shape), tmp_path / "trnMat.pkl")
-    with caplog.at_level(logging.WARNING, logger="diffcl_lite.io"):
+    with caplog.at_level(logging.WARNING, logger="diffcl_lite.datasets"):
         back = load_diffmm(tmp_path)
     assert any("trnMat.pkl: 2 stored values are not 0/1; binarised" in r.getMessage() for r in caplog.records)
     assert len(back.train) == len(ds.train) - 1
@@ -364,7 +355,7 @@ def test_pickled_shape_beyond_memory_is_refused(tmp_path, ds):
 def test_duplicate_lines_are_dropped_with_a_count(tmp_path, ds, caplog):
     rows = inter_rows(ds)
     folder = mmrec_folder(tmp_path, ds, rows + rows[:3])
-    with caplog.at_level(logging.WARNING, logger="diffcl_lite.io"):
+    with caplog.at_level(logging.WARNING, logger="diffcl_lite.datasets"):
         back = load_mmrec(folder)
     assert any("dropped 3 duplicate interaction row(s)" in r.getMessage() and f"line {len(rows) + 2}" in r.getMessage()
                for r in caplog.records)
@@ -380,7 +371,7 @@ def test_pair_in_two_splits_is_an_error_unless_allowed(tmp_path, ds, caplog):
     msg = str(err.value)
     assert str(folder / "tiny.inter") in msg and "line 2 (train) and line" in msg and "(test)" in msg
     assert "allow_split_overlap=True" in msg and "--allow-split-overlap" in msg
-    with caplog.at_level(logging.WARNING, logger="diffcl_lite.io"):
+    with caplog.at_level(logging.WARNING, logger="diffcl_lite.datasets"):
         back = load_folder(folder, allow_split_overlap=True)
     assert len(back.test) == len(ds.test) + 1
     assert any("appear in two splits" in r.getMessage() for r in caplog.records)

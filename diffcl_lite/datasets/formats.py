@@ -1,6 +1,6 @@
 """Reading and writing the two on-disk dataset formats: MMRec and DiffMM.
 
-Introduced in notebook 01 (data): the public datasets of the DiffCL paper come either in the
+Used in notebook 08 (real data): the public datasets of the DiffCL paper come either in the
 MMRec layout (one ``<name>.inter`` table plus ``*_feat.npy`` files) or in the DiffMM layout
 (pickled scipy matrices ``trnMat.pkl`` / ``valMat.pkl`` / ``tstMat.pkl`` plus ``*_feat.npy``).
 Both loaders return a validated :class:`~diffcl_lite.data.RecDataset`.
@@ -21,9 +21,8 @@ Every ``*_feat.npy`` file in the folder is one modality, named after the file st
 ``_feat`` (``audio_feat.npy`` -> ``"audio"``); modalities are ordered alphabetically unless
 ``features=[...]`` picks (and orders) them.
 
-Pickle files can run arbitrary code when loaded. This module never calls ``pickle.load``:
-:func:`safe_load_pickle` uses an unpickler that only admits numpy arrays and scipy sparse
-matrices, and checks the matrix indices before anything else touches them.
+Pickled matrices are read with :func:`~diffcl_lite.datasets.pickles.safe_load_pickle` (never
+``pickle.load``).
 """
 from __future__ import annotations
 
@@ -31,7 +30,6 @@ import csv
 import io as _io
 import logging
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,9 +37,10 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .data import SPLITS, RecDataset
-from .errors import DataFormatError
-from .utils import atomic_write_bytes
+from ..data import SPLITS, RecDataset
+from ..errors import DataFormatError
+from ..fileutil import atomic_write_bytes
+from .pickles import safe_load_pickle, save_sparse_pickle
 
 log = logging.getLogger(__name__)
 
@@ -58,176 +57,14 @@ ID_SLACK = 100_000
 MAX_IDS = 1 << 31  # more rows than any embedding table here can hold
 
 __all__ = [
-    "remap_ids",
-    "remap_folder",
     "load_mmrec",
     "load_diffmm",
     "load_folder",
     "save_mmrec",
     "save_diffmm",
-    "save_sparse_pickle",
-    "safe_load_pickle",
     "detect_format",
     "feature_files",
 ]
-
-
-# ====================================================================== safe unpickling
-def _numpy_attr(module_new: str, module_old: str, name: str) -> Any:
-    """Look up ``name`` in numpy's private module (``numpy._core`` since 2.0, ``numpy.core`` before)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module_new)
-    except ImportError:  # numpy < 2
-        mod = importlib.import_module(module_old)
-    return getattr(mod, name)
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """The only globals a DiffMM ``.pkl`` file may reference, mapped to today's objects.
-
-    Old pickles name classes by their historic location (``numpy.core.multiarray``,
-    ``scipy.sparse.coo``); they map to the current objects, so no deprecated module is imported.
-    """
-    import copyreg
-    import codecs
-
-    reconstruct = _numpy_attr("numpy._core.multiarray", "numpy.core.multiarray", "_reconstruct")
-    scalar = _numpy_attr("numpy._core.multiarray", "numpy.core.multiarray", "scalar")
-    frombuffer = _numpy_attr("numpy._core.numeric", "numpy.core.numeric", "_frombuffer")
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = reconstruct  # ndarray.__reduce__ (protocols 0-4)
-        allowed[(mod, "scalar")] = scalar  # numpy scalars, e.g. inside a shape tuple
-    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        allowed[(mod, "_frombuffer")] = frombuffer  # ndarray.__reduce_ex__(5)
-    sparse_classes = {
-        "coo_matrix": sp.coo_matrix,
-        "csr_matrix": sp.csr_matrix,
-        "coo_array": getattr(sp, "coo_array", sp.coo_matrix),
-        "csr_array": getattr(sp, "csr_array", sp.csr_matrix),
-    }
-    for cls_name, cls in sparse_classes.items():
-        short = cls_name.split("_")[0]  # coo / csr
-        for mod in (f"scipy.sparse.{short}", f"scipy.sparse._{short}", "scipy.sparse._arrays", "scipy.sparse"):
-            allowed[(mod, cls_name)] = cls
-    # Protocols 0 and 1 rebuild objects through copyreg._reconstructor(cls, object, None);
-    # the class it receives still has to pass this list. Protocol 2 written by Python 3 stores
-    # bytes as _codecs.encode(text, "latin1") (a pure data transformation).
-    for mod in ("copyreg", "copy_reg"):
-        allowed[(mod, "_reconstructor")] = copyreg._reconstructor
-    for mod in ("builtins", "__builtin__"):
-        allowed[(mod, "object")] = object
-    allowed[("_codecs", "encode")] = codecs.encode
-    return allowed
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler whose ``find_class`` admits only numpy arrays and scipy sparse matrices."""
-
-    def __init__(self, file: Any, source: str) -> None:
-        super().__init__(file)
-        self._source = source
-        self._allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise DataFormatError(
-                f"{self._source}: refusing to unpickle {module}.{name}: only numpy arrays and scipy sparse "
-                f"matrices are allowed in DiffMM .pkl files (loading other objects from a pickle can run "
-                f"arbitrary code). If you trust this file, convert it in a separate Python process: "
-                f"`import pickle, scipy.sparse as sp; from diffcl_lite.io import save_sparse_pickle; "
-                f"save_sparse_pickle(sp.coo_matrix(pickle.load(open({self._source!r}, 'rb'))), {self._source!r})` "
-                f"(this runs whatever code the file holds, so do it only for files from a source you trust)."
-            ) from None
-
-
-def _check_sparse_indices(obj: Any, source: str) -> None:
-    """Check a freshly unpickled sparse matrix before any scipy routine touches its arrays.
-
-    Unpickling bypasses the constructors, so indices could point outside the matrix; scipy's
-    C routines do not bounds-check them.
-    """
-    shape = obj.__dict__.get("_shape")
-    try:
-        n_rows, n_cols = (int(np.asarray(s).item()) for s in shape)
-        if n_rows < 0 or n_cols < 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise DataFormatError(f"{source}: the pickled matrix has no valid 2-D shape ({shape!r}); the file is damaged.") from None
-    obj._shape = (n_rows, n_cols)  # old pickles store numpy integers here
-    data = np.asarray(obj.__dict__.get("data"))
-    if data.ndim != 1 or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
-        raise DataFormatError(
-            f"{source}: the pickled matrix values have shape {data.shape} / dtype {data.dtype}; expected a 1-D "
-            f"numeric array. The file is damaged."
-        )
-    if getattr(obj, "format", None) == "coo":
-        state = obj.__dict__
-        # scipy >= 1.13 stores ``coords``; older versions ``row`` and ``col``.
-        coords = state.get("coords")
-        if coords is None:
-            coords = (state.get("row"), state.get("col"))
-        if not isinstance(coords, tuple) or len(coords) != 2 or any(c is None for c in coords):
-            raise DataFormatError(f"{source}: the pickled coo matrix has no (row, col) coordinates; the file is damaged.")
-        row, col = (np.asarray(c) for c in coords)
-        for what, arr, limit in (("row", row, n_rows), ("col", col, n_cols)):
-            if arr.ndim != 1 or len(arr) != len(data) or not np.issubdtype(arr.dtype, np.integer):
-                raise DataFormatError(
-                    f"{source}: the pickled coo matrix has {what} indices of shape {arr.shape} / dtype {arr.dtype} "
-                    f"for {len(data)} values; the file is damaged."
-                )
-            if len(arr) and (arr.min() < 0 or arr.max() >= limit):
-                raise DataFormatError(
-                    f"{source}: the pickled coo matrix has {what} indices outside 0..{limit - 1}; the file is damaged."
-                )
-    else:  # csr
-        try:
-            obj.check_format(full_check=True)
-        except Exception as exc:  # scipy raises ValueError / TypeError / AttributeError
-            raise DataFormatError(f"{source}: the pickled csr matrix is inconsistent ({exc}); the file is damaged.") from None
-
-
-def safe_load_pickle(path: "str | os.PathLike[str]") -> Any:
-    """Load a DiffMM ``.pkl`` file that must hold one scipy sparse matrix, without running code.
-
-    Only numpy arrays, numpy scalars/dtypes and scipy ``coo``/``csr`` matrices may appear in the
-    file (old module names such as ``scipy.sparse.coo`` and ``numpy.core.multiarray`` are mapped
-    to today's classes). Anything else raises :class:`DataFormatError` before it is created.
-    Introduced in notebook 01 (data).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: file not found.")
-    with open(path, "rb") as fh:
-        try:
-            obj = _RestrictedUnpickler(fh, str(path)).load()
-        except DataFormatError:
-            raise
-        except Exception as exc:  # UnpicklingError, EOFError, ValueError, ...
-            raise DataFormatError(
-                f"{path}: cannot read the file as a pickle ({type(exc).__name__}: {exc}). "
-                f"Fix: download the file again; DiffMM .pkl files hold one pickled scipy sparse matrix."
-            ) from None
-    if not sp.issparse(obj):
-        raise DataFormatError(
-            f"{path}: holds a {type(obj).__module__}.{type(obj).__name__}, expected a scipy sparse matrix "
-            f"(users x items). Fix: save the interactions with diffcl_lite.io.save_sparse_pickle()."
-        )
-    _check_sparse_indices(obj, str(path))
-    return obj
-
-
-def save_sparse_pickle(matrix: Any, path: "str | os.PathLike[str]") -> None:
-    """Write a scipy sparse matrix as a DiffMM-style pickled ``coo_matrix`` (atomically)."""
-    coo = sp.coo_matrix(matrix)
-    atomic_write_bytes(path, pickle.dumps(coo, protocol=4))
 
 
 # ====================================================================== features
@@ -296,7 +133,7 @@ def _load_features(files: dict[str, Path]) -> dict[str, np.ndarray]:
 def _remap_hint(source: Path) -> str:
     folder = source if source.is_dir() else source.parent
     return (f"Fix: remap the ids to 0..n-1 with `python -m diffcl_lite data remap {folder} {folder}-remapped` "
-            f"(in Python: diffcl_lite.io.remap_folder), then load {folder}-remapped.")
+            f"(in Python: diffcl_lite.datasets.remap.remap_folder), then load {folder}-remapped.")
 
 
 def _check_id_space(source: Path, what: str, n: int, distinct: int, detail: str = "") -> None:
@@ -307,19 +144,6 @@ def _check_id_space(source: Path, what: str, n: int, distinct: int, detail: str 
             f"n = max id + 1 = {n:,} rows would be allocated for them. The ids look like raw ids that were never "
             f"remapped to 0..n-1. {_remap_hint(source)}"
         )
-
-
-def remap_ids(ids: "np.ndarray | Sequence[int]") -> tuple[np.ndarray, np.ndarray]:
-    """``(new, original)``: ids renumbered 0..k-1 in increasing order of the original id.
-
-    ``original[new[j]] == ids[j]``; ``original`` is the sorted array of distinct ids (the map
-    back). Use it to compact raw user/item ids before building a dataset.
-    """
-    arr = np.asarray(ids)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise DataFormatError(f"remap_ids: ids must be integers, got dtype {arr.dtype}.")
-    original, new = np.unique(arr.astype(np.int64, copy=False), return_inverse=True)
-    return new.reshape(arr.shape).astype(np.int64), original
 
 
 def _drop_duplicates(source: Path, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
@@ -505,7 +329,7 @@ def load_mmrec(
     ``name`` picks the ``.inter`` file (default: the only one in the folder). ``features``
     restricts (and orders) the modalities to load; ``[]`` loads none. ``n_users = max userID + 1``
     and ``n_items = max(max itemID + 1, feature rows)`` (MMRec ids are already 0-based and
-    contiguous). Float16 features become float32. Introduced in notebook 01 (data).
+    contiguous). Float16 features become float32. Used in notebook 08 (real data).
 
     Sanity checks: ids far beyond the number of distinct ids stop with a pointer to
     :func:`remap_folder`; repeated lines are dropped with a warning; a (user, item) pair in two
@@ -606,7 +430,7 @@ def load_diffmm(folder: "str | os.PathLike[str]", features: Sequence[str] | None
     Feature files must have exactly ``n_items`` rows; float16 becomes float32. A shape far beyond
     the ids in use stops with a pointer to :func:`remap_folder`; repeated entries are dropped with
     a warning; a (user, item) pair in two matrices is an error unless ``allow_split_overlap=True``.
-    Introduced in notebook 01 (data).
+    Used in notebook 08 (real data).
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -762,80 +586,3 @@ def save_diffmm(dataset: RecDataset, folder: "str | os.PathLike[str]", feature_d
         save_sparse_pickle(m, folder / fname)
     _write_features(dataset, folder, feature_dtype)
     return folder
-
-
-# ====================================================================== remapping
-def _write_id_map(path: Path, original: np.ndarray) -> None:
-    lines = ["new_id,original_id"] + [f"{j},{int(v)}" for j, v in enumerate(original.tolist())]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
-
-
-def remap_folder(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", items: bool | None = None) -> Path:
-    """Copy a dataset folder with its ids renumbered 0..n-1; write the maps back; return ``dst``.
-
-    User ids are always compacted (``user_ids.csv``: ``new_id,original_id``). Item ids are compacted
-    when ``items=True``, or by default when the folder has no feature files: with feature files,
-    row i of every ``*_feat.npy`` describes item i, so with ``items=True`` the rows are reordered
-    too (``item_ids.csv``). MMRec folders keep the columns userID, itemID and x_label; DiffMM
-    folders get matrices of the compacted shape. Every file is written atomically; ``dst`` must
-    not be ``src``.
-    """
-    src, dst = Path(src).expanduser(), Path(dst).expanduser()
-    if dst.resolve() == src.resolve():
-        raise DataFormatError(f"remap_folder: {dst} is the source folder; write the remapped copy to another folder.")
-    fmt = detect_format(src)
-    feat_files = feature_files(src)
-    do_items = (not feat_files) if items is None else bool(items)
-    if fmt == "mmrec":
-        inter = _find_inter(src, None)
-        users, its, labels = _read_inter(inter)
-        splits = [(users[labels == k], its[labels == k]) for k in range(3)]
-        out_name = inter.name
-    else:
-        mats = [safe_load_pickle(src / DIFFMM_FILES[s]) for s in SPLITS]
-        splits = []
-        for m in mats:
-            r, c = _matrix_rows_cols(m)
-            splits.append((r, c))
-        out_name = ""
-    all_u = np.concatenate([u for u, _ in splits])
-    all_i = np.concatenate([i for _, i in splits])
-    new_u, orig_u = remap_ids(all_u)
-    if do_items:
-        new_i, orig_i = remap_ids(all_i)
-    else:
-        new_i, orig_i = all_i, None
-    dst.mkdir(parents=True, exist_ok=True)
-    bounds = np.cumsum([0] + [len(u) for u, _ in splits])
-    if fmt == "mmrec":
-        lines = ["userID\titemID\tx_label"]
-        for k in range(3):
-            a, b = bounds[k], bounds[k + 1]
-            lines.extend(f"{u}\t{i}\t{k}" for u, i in zip(new_u[a:b].tolist(), new_i[a:b].tolist()))
-        atomic_write_bytes(dst / out_name, ("\n".join(lines) + "\n").encode("utf-8"))
-    else:
-        if orig_i is not None:
-            n_items = len(orig_i)
-        elif feat_files:  # row i = item i: keep the features' item count
-            n_items = int(np.load(next(iter(feat_files.values())), mmap_mode="r", allow_pickle=False).shape[0])
-        else:
-            n_items = int(all_i.max()) + 1
-        for k, s in enumerate(SPLITS):
-            a, b = bounds[k], bounds[k + 1]
-            m = sp.coo_matrix((np.ones(b - a, dtype=np.float32), (new_u[a:b], new_i[a:b])), shape=(len(orig_u), n_items))
-            save_sparse_pickle(m, dst / DIFFMM_FILES[s])
-    _write_id_map(dst / "user_ids.csv", orig_u)
-    if orig_i is not None:
-        _write_id_map(dst / "item_ids.csv", orig_i)
-    for mod, path in feat_files.items():
-        arr = np.load(path, allow_pickle=False)
-        if orig_i is not None:
-            if len(orig_i) and int(orig_i.max()) >= arr.shape[0]:
-                raise DataFormatError(
-                    f"{path}: has {arr.shape[0]} rows but item id {int(orig_i.max())} occurs; the features cannot be "
-                    f"reordered. Fix: use the feature files that belong to these interactions."
-                )
-            arr = arr[orig_i]
-        atomic_write_bytes(dst / path.name, _npy_bytes(arr))
-    log.info("remapped %s -> %s: %d users%s", src, dst, len(orig_u), f", {len(orig_i)} items" if orig_i is not None else "")
-    return dst
