@@ -47,7 +47,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import DiffCLError
-from .utils import atomic_write_bytes, features_hash
+from .fileutil import atomic_write_bytes
+from .utils import features_hash
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from .errors import DiffCLError
 from .evaluation import DEFAULT_KS, evaluate
 from .model import DiffCLConfig, Recommender, build_model
 from .runs import dataset_fingerprint, ensure_writable_dir
-from .utils import atomic_write_bytes, get_device, seed_everything
+from .fileutil import atomic_write_bytes
+from .utils import get_device, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from .experiments import (REFERENCE_LABEL, RunSpec, RunStore, ablation_specs, pe
                           safe_name, summarize, summary_table, table_legend, write_summary)
 from .model import DiffCLConfig
 from .training import CHECKPOINT_NAME, TrainConfig, load_checkpoint, run_experiment, train
-from .utils import atomic_write_bytes
+from .fileutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Small helpers used everywhere: device choice, seeding, hashing.
 
 Introduced in notebook 00 (welcome): ``get_device()`` and ``seed_everything()`` are the first
-two calls of every notebook (through ``diffcl_lite.notebook.setup_notebook``).
+two calls of every notebook (through ``diffcl_lite.lessons.notebook.setup_notebook``).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import torch
 from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["get_device", "seed_everything", "features_hash"]
 
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -94,28 +96,3 @@ def features_hash(features: Mapping[str, np.ndarray], **params: Any) -> str:
     for key in sorted(params):
         h.update(f"{key}={params[key]!r}".encode())
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: "os.PathLike[str] | str", data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    A crash never leaves a half-written file under the final name.
-    """
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
