@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("diffcl_lite")
 
+__all__ = ["build_parser", "main", "model_config_from_args", "train_config_from_args"]
+
 ALIASES = {"no_cl": ("use_cl", False), "no_align": ("use_align", False),
            "no_item_graph": ("use_item_graph", False), "random_views": ("view_kind", "random")}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -470,7 +472,8 @@ def _ablate_seeds(args: argparse.Namespace, data) -> int:
                               out_dir=args.out, include_baselines=not args.no_baselines, device=args.device,
                               cache_dir=args.cache_dir, command=_command_line(args), n_boot=args.n_boot,
                               progress=not args.quiet,
-                              models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None)
+                              models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
+                              train_missing=not args.report_only)
     print(summary_table(rows, fmt="text"))
     print(f"wrote {Path(args.out) / ('ablation_' + safe_name(data.name))}.md/.json/.runs.jsonl", file=sys.stderr)
     return 0
@@ -563,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run seeds --seed..--seed+N-1; mean ± sd and paired tests against DiffCL; resumable "
                             "(finished runs in <out>/ablation_<dataset>.runs.jsonl are skipped)")
     p_abl.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples over test users [10000]")
+    p_abl.add_argument("--report-only", action="store_true",
+                       help="with --seeds: train nothing, write the table of the runs already in the runs.jsonl")
     p_abl.add_argument("--models", default=None,
                        help="with --seeds: only these rows, comma list of diffcl,random-views,no-cl,no-align,"
                             "no-item-graph,lightgcn,mf [all]")

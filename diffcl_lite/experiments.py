@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from .data import RecDataset
 from .model import ABLATIONS, DiffCLConfig
 from .training import TrainConfig, TrainResult, run_experiment
-from .utils import atomic_write_bytes
+from .fileutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +338,13 @@ def _plain_train(tcfg: TrainConfig) -> dict[str, Any]:
 
 
 def run_seeded(data: RecDataset, specs: Sequence[RunSpec], seeds: Sequence[int], store: RunStore | None = None,
-               device: str = "auto", cache_dir: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Every spec with every seed (seed-major order), skipping runs already in ``store``."""
+               device: str = "auto", cache_dir: str | None = None, progress: bool = True,
+               train_missing: bool = True) -> list[dict[str, Any]]:
+    """Every spec with every seed (seed-major order), skipping runs already in ``store``.
+
+    ``train_missing=False`` trains nothing and returns only the runs ``store`` already holds (a
+    report of an unfinished table).
+    """
     from tqdm.auto import tqdm
 
     store = store or RunStore(None)
@@ -349,6 +354,9 @@ def run_seeded(data: RecDataset, specs: Sequence[RunSpec], seeds: Sequence[int],
     for seed, spec in bar:
         key = run_key(spec, seed, data.name)
         rec = store.get(key)
+        if rec is None and not train_missing:
+            log.info("run: %s seed %d not in %s; left out of the report", spec.label, seed, store.path)
+            continue
         if rec is None:
             bar.set_postfix_str(f"{spec.label} seed {seed}")
             log.info("run: %s seed %d", spec.label, seed)
@@ -520,19 +528,22 @@ def run_ablation_seeds(
     n_boot: int = 10_000,
     progress: bool = True,
     models: Sequence[str] | None = None,
+    train_missing: bool = True,
 ) -> list[dict[str, Any]]:
     """DiffCL, its ablations and the baselines over ``seeds``, with paired tests against DiffCL.
 
     Finished runs go to ``<out_dir>/ablation_<dataset>.runs.jsonl`` (with per-user test metrics)
     as they end; a restart skips them. Writes ``ablation_<dataset>.md/.json``; returns the rows of
-    :func:`summarize`.
+    :func:`summarize`. ``train_missing=False`` reports the runs already finished and trains nothing.
     """
     if len(seeds) < 1:
         raise DiffCLError("run_ablation_seeds: seeds is empty; pass e.g. --seeds 3.")
     stem = f"ablation_{safe_name(data.name)}"
     store = RunStore(Path(out_dir) / f"{stem}.runs.jsonl" if out_dir is not None else None)
     records = run_seeded(data, ablation_specs(base, train_config, include_baselines, models), seeds, store, device,
-                         cache_dir, progress)
+                         cache_dir, progress, train_missing)
+    if not records:
+        raise DiffCLError(f"no finished runs of this table in {store.path}; run it without --report-only first.")
     rows = summarize(records, n_boot=n_boot)
     if out_dir is not None:
         write_summary(records, rows, out_dir, stem, command, n_boot=n_boot)

@@ -113,3 +113,10 @@ def test_run_ablation_seeds_writes_tables(small, tmp_path):
     assert len(payload["runs"]) == 2 * len(rows) and payload["rows"][1]["vs_reference"]["bootstrap"] is not None
     lines = (tmp_path / f"ablation_{small.name}.runs.jsonl").read_text().splitlines()
     assert len(lines) == 2 * len(rows) and "per_user" in json.loads(lines[0])
+    # a report of an unfinished table: only the runs that are there, nothing trained
+    (tmp_path / f"ablation_{small.name}.runs.jsonl").write_text("\n".join(lines[: len(rows) + 2]) + "\n")
+    part = run_ablation_seeds(small, CFG, TrainConfig(epochs=1, batch_size=512, progress=False, max_batches=2),
+                              seeds=[0, 1], out_dir=tmp_path, include_baselines=False, device="cpu", n_boot=200,
+                              progress=False, train_missing=False)
+    assert [len(r["seeds"]) for r in part] == [2, 2] + [1] * (len(rows) - 2)
+    assert len((tmp_path / f"ablation_{small.name}.runs.jsonl").read_text().splitlines()) == len(rows) + 2
