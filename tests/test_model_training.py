@@ -239,3 +239,27 @@ def test_relative_random_views_turn_by_the_same_angle_at_any_norm():
     assert abs(a - b) < 1e-5 and a > 0.05
     absolute = RandomNoiseViews(eps=0.3)
     assert angular_deviation(absolute.view(8 * x), 8 * x) < 0.5 * a  # SimGCL's absolute eps shrinks with the norm
+
+
+def test_fixed_views_are_not_degenerate_at_initialisation_and_diffmm_views_are(small):
+    """At initialisation the fixed views keep x0's direction, differ from each other and carry gradient.
+
+    DiffMM's plain x0-predicting denoiser (the package default, kept until validation supports a change)
+    fails these checks: a view is nearly orthogonal to x0, all nodes map to one direction, and it sends
+    a small fraction of SimGCL's contrastive gradient.
+    """
+    from diffcl_lite.model import FIXED_VIEWS
+
+    def diag(**kw):
+        seed_everything(0)
+        return DiffCL(small, DiffCLConfig(embedding_dim=32, **kw)).view_diagnostics()
+
+    fixed, diffmm, rand = diag(**FIXED_VIEWS), diag(), diag(view_kind="random")
+    for m in small.features:
+        assert fixed[f"diag_{m}_dev_x0"] < 1.0            # sqrt(2) = orthogonal to x0
+        assert fixed[f"diag_{m}_dev_views"] > 0.1          # 0 = the two views are copies
+        assert fixed[f"diag_{m}_uniformity"] < 0.5 * fixed[f"diag_{m}_uniformity_x0"]  # ~0 = one direction
+        assert fixed[f"diag_{m}_cl_grad"] > 0.25 * rand[f"diag_{m}_cl_grad"]
+        # the diagnosis of DiffMM's untrained views (if this starts failing, the default views changed)
+        assert diffmm[f"diag_{m}_dev_x0"] > 1.0
+        assert diffmm[f"diag_{m}_cl_grad"] < 0.25 * rand[f"diag_{m}_cl_grad"]
