@@ -21,6 +21,8 @@ from .errors import DataFormatError, DiffCLError
 
 log = logging.getLogger(__name__)
 
+__all__ = ["SPLITS", "RecDataset", "split_per_user", "make_synthetic", "TOY_2D_NAMES", "toy_2d"]
+
 SPLITS = ("train", "valid", "test")
 
 

@@ -4,6 +4,8 @@ Every error message names *what* was wrong (the file or argument), *why*, and *h
 """
 from __future__ import annotations
 
+__all__ = ["DiffCLError", "DataFormatError", "DownloadError"]
+
 
 class DiffCLError(ValueError):
     """Base class of all errors raised deliberately by diffcl_lite."""

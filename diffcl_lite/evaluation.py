@@ -24,6 +24,8 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_KS", "metric_names", "ranking_metrics", "evaluate_embeddings", "evaluate", "user_topk"]
+
 DEFAULT_KS = (10, 20)
 
 

@@ -29,6 +29,11 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "is_golden", "strip_notebook", "dumps", "read", "strip_file", "check_notebook", "compare_golden_without_counts",
+    "clean_filter", "notebook_client", "execute_file", "main",
+]
+
 GOLDEN_MARKER = "# NBVAL_CHECK_OUTPUT"
 #: the tag nbstripout (``--keep-output`` per cell) and similar tools honour: golden cells carry it
 KEEP_OUTPUT_TAG = "keep_output"

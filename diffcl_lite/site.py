@@ -42,6 +42,12 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "SiteBuildError", "NpmAsset", "default_cache_dir", "sri_sha512", "fetch_npm_tarball", "install_static_assets",
+    "execute_notebook", "notebook_title", "render_html", "rewrite_offline", "external_references", "PageReport",
+    "SiteReport", "find_notebooks", "write_index", "build_site", "main",
+]
+
 KERNEL_NAME = "diffcl-lite"
 STATIC = "_static"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"

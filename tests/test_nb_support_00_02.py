@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffcl_lite import graphs, viz  # noqa: E402
+from diffcl_lite import graphs  # noqa: E402
+from diffcl_lite.lessons import viz  # noqa: E402
 from diffcl_lite.data import make_synthetic  # noqa: E402
 from diffcl_lite.errors import DiffCLError  # noqa: E402
 

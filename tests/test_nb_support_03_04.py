@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffcl_lite import viz, widgets  # noqa: E402
+from diffcl_lite.lessons import viz, widgets  # noqa: E402
 from diffcl_lite.data import TOY_2D_NAMES, toy_2d  # noqa: E402
 from diffcl_lite.diffusion import (  # noqa: E402
     Denoiser,

@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffcl_lite import evaluation, experiments, viz  # noqa: E402
+from diffcl_lite import evaluation, experiments  # noqa: E402
+from diffcl_lite.lessons import viz  # noqa: E402
 from diffcl_lite.data import make_synthetic  # noqa: E402
 from diffcl_lite.errors import DiffCLError  # noqa: E402
 from diffcl_lite.training import TrainConfig, TrainResult, run_experiment  # noqa: E402
@@ -113,7 +114,7 @@ def test_plot_ablation_histories_and_selection():
 
 def test_widgets_wrap_pure_plots():
     pytest.importorskip("ipywidgets")
-    from diffcl_lite import widgets
+    from diffcl_lite.lessons import widgets
 
     maps = {"A": np.random.default_rng(2).standard_normal((20, 2))}
     box = widgets.atlas_explorer(maps, {"topic": np.arange(20) % 3, "degree": np.arange(20)})

@@ -92,7 +92,7 @@ def test_install_cell_builds_the_right_pip_command_when_missing():
 
 
 def test_setup_notebook_leaves_the_plotly_renderer_to_plotly():
-    code = ("import os; from diffcl_lite.notebook import setup_notebook; setup_notebook(); "
+    code = ("import os; from diffcl_lite.lessons.notebook import setup_notebook; setup_notebook(); "
             "import plotly.io as pio; print(repr(os.environ.get('PLOTLY_RENDERER'))); print(repr(pio.renderers.default))")
     env = {k: v for k, v in os.environ.items() if k != "PLOTLY_RENDERER"}
     plain = subprocess.run([sys.executable, "-c", "import plotly.io as pio; print(repr(pio.renderers.default))"],

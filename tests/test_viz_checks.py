@@ -4,8 +4,8 @@ import torch
 
 from diffcl_lite.alignment import anchor_agreement, matched_pair_rank
 from diffcl_lite.checks import check, run_check
-from diffcl_lite.notebook import fast_mode, setup_notebook
-from diffcl_lite.viz import embed_2d, knn_for_umap, neighbourhood_purity, pca_2d
+from diffcl_lite.lessons.notebook import fast_mode, setup_notebook
+from diffcl_lite.lessons.viz import embed_2d, knn_for_umap, neighbourhood_purity, pca_2d
 
 
 def test_knn_for_umap_matches_brute_force():

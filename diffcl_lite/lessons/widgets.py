@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+__all__ = [
+    "static_then_interactive", "forward_noising_widget", "diffusion_view_widget", "infonce_temperature_widget",
+    "alignment_maps_widget", "atlas_explorer", "history_explorer",
+]
+
 
 def static_then_interactive(plot: Callable[..., Any], controls: dict[str, Any], show_static: bool = True):
     """Show ``plot(**defaults)`` as a static figure, then a live version driven by ``controls``.
@@ -77,7 +82,7 @@ def forward_noising_widget(points: Any, labels: Any = None, steps: int = 50, t: 
 
     import ipywidgets as widgets
 
-    from .diffusion import schedule_kinds
+    from ..diffusion import schedule_kinds
     from .viz import plot_forward_noising
 
     plot = partial(plot_forward_noising, points=points, labels=labels, steps=int(steps), seed=seed)
@@ -159,7 +164,7 @@ def alignment_maps_widget(maps: dict[str, Any], labels: Any, n_links: int = 30, 
 
 def atlas_explorer(maps: dict[str, Any], colours: dict[str, Any], colour_by: str = "topic",
                    titles: dict[str, str] | None = None, show_static: bool = False):
-    """A colour-by dropdown over :func:`diffcl_lite.viz.plot_atlas` (side-by-side 2-D maps).
+    """A colour-by dropdown over :func:`diffcl_lite.lessons.viz.plot_atlas` (side-by-side 2-D maps).
 
     Introduced in notebook 07 (embedding atlas). ``show_static=False`` because the notebook draws
     the default figure itself first. Returns the ``VBox``.
@@ -178,7 +183,7 @@ def atlas_explorer(maps: dict[str, Any], colours: dict[str, Any], colour_by: str
 
 def history_explorer(histories: dict[str, Any], keys: list[str], key: str | None = None,
                      show_static: bool = False):
-    """A metric dropdown over :func:`diffcl_lite.viz.plot_histories` (learning curves of several runs).
+    """A metric dropdown over :func:`diffcl_lite.lessons.viz.plot_histories` (learning curves of several runs).
 
     Introduced in notebook 08 (full training). Returns the ``VBox``.
     """

@@ -2,7 +2,7 @@
 
 Introduced in notebook 00 (welcome)::
 
-    from diffcl_lite.notebook import setup_notebook
+    from diffcl_lite.lessons.notebook import setup_notebook
     ctx = setup_notebook(seed=SEED)      # seeds, device, plotting style, fast mode
     ctx                                   # shows device, fast mode, versions
 
@@ -16,13 +16,16 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from .utils import get_device, seed_everything
+from ..errors import DiffCLError
+from ..utils import get_device, seed_everything
 
 log = logging.getLogger(__name__)
+
+__all__ = ["fast_mode", "find_figures_dir", "save_figure", "NotebookContext", "environment_report", "setup_notebook"]
 
 
 def fast_mode(default: bool = False) -> bool:
@@ -49,6 +52,25 @@ def find_figures_dir(start: Path | None = None) -> Path:
     return path
 
 
+def save_figure(fig: Any, name: str, figures_dir: str | Path | None = None, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """Save a matplotlib figure (PNG) or a plotly figure (HTML, plotly.js inlined so it works offline) to ``figures/``."""
+    folder = Path(figures_dir) if figures_dir else find_figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if hasattr(fig, "savefig"):
+        for fmt in formats:
+            p = folder / f"{name}.{fmt}"
+            fig.savefig(p, dpi=120, bbox_inches="tight")
+            paths.append(p)
+    elif hasattr(fig, "write_html"):
+        p = folder / f"{name}.html"
+        fig.write_html(p, include_plotlyjs=True, full_html=True)
+        paths.append(p)
+    else:
+        raise DiffCLError(f"save_figure: {type(fig).__name__} is neither a matplotlib nor a plotly figure.")
+    return paths
+
+
 @dataclass
 class NotebookContext:
     seed: int
@@ -65,8 +87,6 @@ class NotebookContext:
         """Save to ``figures/`` in full mode only (fast runs in tests never overwrite the gallery)."""
         if self.fast and not os.environ.get("DIFFCL_FIGURES"):
             return []
-        from .viz import save_figure
-
         return save_figure(fig, name, self.figures_dir)
 
     def pick(self, full: Any, fast: Any) -> Any:

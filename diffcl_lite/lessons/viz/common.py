@@ -1,0 +1,205 @@
+"""What every lesson's figures share: 2-D maps of embeddings (PCA, UMAP), kNN purity, scatter plots.
+
+Used from notebook 02 (``pca_2d``, ``scatter_2d``) to 07 (``embed_2d``, ``plotly_scatter``);
+matplotlib, plotly and umap are imported inside the functions that need them.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ...errors import DiffCLError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "pca_2d", "knn_for_umap", "embed_2d", "neighbourhood_purity", "scatter_2d", "plotly_scatter",
+    "pca_basis", "pca_project", "scatter_by_label",
+]
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def pca_2d(x: Any, n_components: int = 2) -> np.ndarray:
+    """Principal components of ``x`` (centred SVD), deterministic up to sign (fixed: largest |loading| > 0)."""
+    a = _np(x).astype(np.float64)
+    a = a - a.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(a, full_matrices=False)
+    comps = vt[:n_components]
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
+    return (a @ (comps * signs[:, None]).T).astype(np.float32)
+
+
+def knn_for_umap(x: Any, n_neighbors: int = 15, metric: str = "cosine", block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN with the point itself first, as UMAP expects: (indices, distances), both (n, n_neighbors).
+
+    The cosine case reuses the item graph's blockwise search (:func:`diffcl_lite.graphs.knn_indices`),
+    distance = 1 - cosine; ``metric="euclidean"`` uses ``torch.cdist`` in row blocks.
+    """
+    from ...graphs import knn_indices
+
+    t = torch.as_tensor(_np(x))
+    n = len(t)
+    if n_neighbors >= n:
+        raise DiffCLError(f"n_neighbors={n_neighbors} must be below the number of points ({n}).")
+    if metric not in ("cosine", "euclidean"):
+        raise DiffCLError(f"metric={metric!r}: use 'cosine' or 'euclidean'.")
+    self_idx = torch.arange(n)[:, None]
+    if n_neighbors == 1:
+        return self_idx.numpy().astype(np.int64), np.zeros((n, 1), np.float32)
+    if metric == "cosine":
+        nbr, sim = knn_indices(t, k=n_neighbors - 1, block_size=block_size)
+        dist = (1 - sim).clamp_min(0)
+    else:
+        nbr_blocks, dist_blocks = [], []
+        for s in range(0, n, block_size):
+            d = torch.cdist(t[s : s + block_size], t)
+            rows = torch.arange(len(d))
+            d[rows, rows + s] = float("inf")  # self is added in front below
+            vals, ind = torch.topk(d, n_neighbors - 1, dim=1, largest=False)
+            nbr_blocks.append(ind)
+            dist_blocks.append(vals)
+        nbr, dist = torch.cat(nbr_blocks), torch.cat(dist_blocks)
+    idx = torch.cat([self_idx, nbr.cpu()], dim=1)
+    dist = torch.cat([torch.zeros(n, 1), dist.cpu().float()], dim=1)
+    return idx.numpy().astype(np.int64), dist.numpy().astype(np.float32)
+
+
+def embed_2d(x: Any, method: str = "auto", n_neighbors: int = 15, seed: int = 0, n_epochs: int | None = None,
+             metric: str = "cosine") -> np.ndarray:
+    """Map embeddings to 2-D for plots.
+
+    ``method="umap"`` computes its own exact neighbours (fast for a few thousand points) and hands
+    them to umap-learn with ``precomputed_knn``; ``"pca"`` is the quick deterministic fallback;
+    ``"auto"`` is PCA in fast mode (``DIFFCL_FAST=1``) or when umap-learn is missing, else UMAP.
+    The same ``seed`` gives the same map.
+    """
+    a = _np(x)
+    if method == "auto":
+        from ..notebook import fast_mode
+
+        method = "pca" if fast_mode() else "umap"
+        if method == "umap":
+            try:
+                import umap  # noqa: F401
+            except ImportError:
+                log.warning("umap-learn is not installed; using PCA (pip install umap-learn)")
+                method = "pca"
+    if method == "pca":
+        return pca_2d(a)
+    if method != "umap":
+        raise DiffCLError(f"method={method!r}: use 'umap', 'pca' or 'auto'.")
+    import umap
+
+    k = min(n_neighbors, len(a) - 1)
+    idx, dist = knn_for_umap(a, k, metric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_neighbors=k, metric=metric, precomputed_knn=(idx, dist, None), random_state=seed,
+                            n_jobs=1, init="random", n_epochs=n_epochs or (200 if len(a) < 10000 else 100))
+        out = reducer.fit_transform(a)
+    return np.asarray(out, dtype=np.float32)
+
+
+def neighbourhood_purity(x: Any, labels: Sequence[int], k: int = 10) -> float:
+    """Fraction of each point's k nearest neighbours (cosine) that share its label. Chance ≈ Σ_c p_c²."""
+    from ...graphs import knn_indices, neighbour_topic_agreement
+
+    idx, _ = knn_indices(torch.as_tensor(_np(x)), k=k)
+    return neighbour_topic_agreement(idx, np.asarray(labels))
+
+
+def scatter_2d(coords: np.ndarray, color: Sequence[Any] | None = None, ax=None, title: str = "", s: float = 6,
+               cmap: str = "tab10", legend: bool = True):
+    """A matplotlib scatter of 2-D points coloured by a label or a value."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5))
+    c = None if color is None else np.asarray(color)
+    sc = ax.scatter(coords[:, 0], coords[:, 1], c=c, s=s, cmap=cmap, alpha=0.8, linewidths=0)
+    if c is not None and legend and np.issubdtype(c.dtype, np.integer) and len(np.unique(c)) <= 12:
+        ax.legend(*sc.legend_elements(), title="topic", fontsize=7, loc="best", markerscale=0.8)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plotly_scatter(coords: np.ndarray, color: Sequence[Any], hover: dict[str, Sequence[Any]] | None = None,
+                   title: str = "", symbol: Sequence[Any] | None = None):
+    """An interactive plotly scatter with hover columns (plotly imported here, not at package import)."""
+    import plotly.express as px
+
+    data: dict[str, Any] = {"x": coords[:, 0], "y": coords[:, 1], "color": [str(c) for c in color]}
+    for k, v in (hover or {}).items():
+        data[k] = list(v)
+    if symbol is not None:
+        data["kind"] = list(symbol)
+    fig = px.scatter(data, x="x", y="y", color="color", hover_data=list((hover or {}).keys()),
+                     symbol="kind" if symbol is not None else None, title=title, render_mode="svg")
+    fig.update_traces(marker={"size": 5, "opacity": 0.8})
+    fig.update_layout(width=720, height=520, legend_title_text="", xaxis={"visible": False}, yaxis={"visible": False})
+    return fig
+
+
+def pca_basis(x: Any, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, components)`` of ``x``'s principal axes, signs fixed as in :func:`pca_2d`.
+
+    Introduced in notebook 03: fit the axes ONCE on the clean ``x_0`` and project every noisy
+    ``x_t`` with :func:`pca_project`, so the panels of a figure share one coordinate system.
+    """
+    a = _np(x).astype(np.float64)
+    if a.ndim != 2 or a.shape[1] < n_components:
+        raise DiffCLError(f"pca_basis: x must be 2-D with at least {n_components} columns, got shape {a.shape}.")
+    mean = a.mean(0)
+    _, _, vt = np.linalg.svd(a - mean, full_matrices=False)
+    comps = vt[:n_components]
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
+    return mean, comps * signs[:, None]
+
+
+def pca_project(x: Any, basis: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Coordinates of ``x`` on a basis from :func:`pca_basis` (2-D points pass through unchanged)."""
+    a = _np(x).astype(np.float64)
+    mean, comps = basis
+    return ((a - mean) @ comps.T).astype(np.float32)
+
+
+def _coords_2d(x: Any, basis: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    a = _np(x)
+    if a.shape[1] == 2 and basis is None:
+        return a
+    return pca_project(a, basis if basis is not None else pca_basis(a))
+
+
+def scatter_by_label(ax, xy: np.ndarray, labels: Any, s: float = 6, alpha: float = 0.8, legend: bool | str = False,
+                     label_name: str = "label") -> None:
+    """Scatter 2-D points on ``ax``, one ``tab10`` colour per integer label (label ``k`` gets colour ``k``).
+
+    Introduced in notebook 03; the diffusion figures use it so a topic has the same colour in every
+    panel. ``legend``: False, True (inside) or ``"outside"`` (right of the axes).
+    """
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=s, alpha=alpha, color="tab:blue", linewidths=0)
+        return
+    import matplotlib
+
+    lab = np.asarray(labels)
+    cmap = matplotlib.colormaps["tab10"]
+    for k in np.unique(lab):
+        m = lab == k
+        ax.scatter(xy[m, 0], xy[m, 1], s=s, alpha=alpha, color=cmap(int(k) % 10), linewidths=0,
+                   label=f"{label_name} {k}")
+    if legend == "outside":
+        ax.legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    elif legend:
+        ax.legend(fontsize=7, markerscale=2, loc="upper right", framealpha=0.8)
