@@ -39,8 +39,6 @@ log = logging.getLogger("diffcl_lite")
 
 __all__ = ["build_parser", "main", "model_config_from_args", "train_config_from_args"]
 
-__all__ = ["build_parser", "main", "model_config_from_args", "train_config_from_args"]
-
 ALIASES = {"no_cl": ("use_cl", False), "no_align": ("use_align", False),
            "no_item_graph": ("use_item_graph", False), "random_views": ("view_kind", "random")}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

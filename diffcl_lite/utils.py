@@ -18,8 +18,6 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["get_device", "seed_everything", "features_hash", "atomic_write_bytes"]
-
 __all__ = ["get_device", "seed_everything", "features_hash"]
 
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
