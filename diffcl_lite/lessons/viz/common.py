@@ -29,13 +29,11 @@ def _np(x: Any) -> np.ndarray:
 
 
 def pca_2d(x: Any, n_components: int = 2) -> np.ndarray:
-    """Principal components of ``x`` (centred SVD), deterministic up to sign (fixed: largest |loading| > 0)."""
-    a = _np(x).astype(np.float64)
-    a = a - a.mean(0, keepdims=True)
-    _, _, vt = np.linalg.svd(a, full_matrices=False)
-    comps = vt[:n_components]
-    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
-    return (a @ (comps * signs[:, None]).T).astype(np.float32)
+    """Principal components of ``x`` (centred SVD), deterministic up to sign (fixed: largest |loading| > 0).
+
+    The same axes as :func:`pca_basis`: ``pca_2d(x) == pca_project(x, pca_basis(x))``.
+    """
+    return pca_project(x, pca_basis(x, n_components))
 
 
 def knn_for_umap(x: Any, n_neighbors: int = 15, metric: str = "cosine", block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
