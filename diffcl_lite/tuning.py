@@ -47,11 +47,18 @@ BASE_SPACE: dict[str, list[Any]] = {
     "lambda_reg": [1e-5, 1e-4, 1e-3],
 }
 GRAPH_SPACE: dict[str, list[Any]] = {"n_layers": [1, 2, 3]}
-CL_SPACE: dict[str, list[Any]] = {"lambda_cl": [0.01, 0.05, 0.1, 0.2], "cl_temperature": [0.1, 0.2, 0.5]}
+# small contrastive weights (1e-3..1e-1) and temperatures 0.1-0.5, the range of SimGCL / DiffMM / MENTOR
+CL_SPACE: dict[str, list[Any]] = {"lambda_cl": [0.001, 0.003, 0.01, 0.05], "cl_temperature": [0.1, 0.2, 0.5]}
+# noise_scale multiplies the schedule; standardised diffusion (noise relative to the embedding's scale)
+# needs larger values than DiffMM's raw 0.1
 DIFFUSION_SPACE: dict[str, list[Any]] = {"noise_scale": [0.05, 0.1, 0.2, 0.5]}
+STANDARDIZED_DIFFUSION_SPACE: dict[str, list[Any]] = {"noise_scale": [1.0, 2.0, 5.0, 10.0]}
+# SimGCL's eps: absolute (0.05-0.5) or relative to the embedding's norm (random_relative)
 RANDOM_VIEW_SPACE: dict[str, list[Any]] = {"random_eps": [0.05, 0.1, 0.2, 0.5]}
-ALIGN_SPACE: dict[str, list[Any]] = {"lambda_align": [0.01, 0.05, 0.1, 0.5]}
-ITEM_GRAPH_SPACE: dict[str, list[Any]] = {"item_graph_k": [5, 10, 20]}
+RELATIVE_RANDOM_VIEW_SPACE: dict[str, list[Any]] = {"random_eps": [0.3, 0.6, 1.0]}
+ALIGN_SPACE: dict[str, list[Any]] = {"lambda_align": [0.01, 0.05, 0.1, 0.5], "align_kind": ["infonce", "mentor"]}
+# the item graph enhances the modality views (paper) or the ID items (FREEDOM)
+ITEM_GRAPH_SPACE: dict[str, list[Any]] = {"item_graph_k": [5, 10, 20], "item_graph_target": ["modalities", "id"]}
 
 _TRAIN_KNOBS = {f.name for f in fields(TrainConfig)}
 _MODEL_KNOBS = {f.name for f in fields(DiffCLConfig)}
@@ -82,11 +89,19 @@ def search_space(spec: RunSpec) -> dict[str, list[Any]]:
         c = spec.config
         if c.use_cl:
             space.update(CL_SPACE)
-            space.update(RANDOM_VIEW_SPACE if c.view_kind == "random" else DIFFUSION_SPACE)
+            if c.view_kind == "random":
+                space.update(RELATIVE_RANDOM_VIEW_SPACE if getattr(c, "random_relative", False) else RANDOM_VIEW_SPACE)
+            else:
+                space.update(STANDARDIZED_DIFFUSION_SPACE if getattr(c, "diffusion_standardize", False)
+                             else DIFFUSION_SPACE)
         if c.use_align:
             space.update(ALIGN_SPACE)
         if c.use_item_graph:
             space.update(ITEM_GRAPH_SPACE)
+    if "align_kind" in space:
+        from .model import ALIGN_KINDS
+
+        space["align_kind"] = [v for v in space["align_kind"] if v in ALIGN_KINDS]
     unknown = [k for k in space if k not in _TRAIN_KNOBS and k not in _MODEL_KNOBS]
     for k in unknown:
         log.warning("search space: %r is neither a TrainConfig nor a DiffCLConfig field; dropped", k)

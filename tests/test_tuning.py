@@ -29,6 +29,12 @@ def test_every_row_gets_its_own_knobs_and_the_same_number_of_trials():
     assert "lambda_cl" not in search_space(specs["no-cl"]) and "lambda_align" in search_space(specs["no-cl"])
     assert "random_eps" in search_space(specs["random-views"]) and "noise_scale" not in search_space(specs["random-views"])
     assert "noise_scale" in search_space(specs["diffcl"]) and "lambda_align" not in search_space(specs["no-align"])
+    assert "item_graph_target" not in search_space(specs["no-item-graph"])
+    # the noise grids follow the view kind: relative noise needs larger values than absolute noise
+    fixed = RunSpec("diffcl", "diffcl", DiffCLConfig(diffusion_standardize=True, denoiser_residual=True), TINY)
+    assert min(search_space(fixed)["noise_scale"]) > max(search_space(specs["diffcl"])["noise_scale"])
+    rel = RunSpec("r", "diffcl", DiffCLConfig(view_kind="random", random_relative=True), TINY)
+    assert min(search_space(rel)["random_eps"]) > min(search_space(specs["random-views"])["random_eps"])
     for name, spec in specs.items():
         trials = sample_trials(spec, 6, seed=0)
         assert len(trials) == 6 and trials[0] == {}
