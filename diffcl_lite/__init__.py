@@ -13,7 +13,6 @@ module           what it holds                                                  
 ``diffusion``    noise schedules, ``q_sample``, ``p_sample``, the denoiser                             03, 04
 ``views``        diffusion views and random-noise (SimGCL) views                                       05, 06
 ``losses``       BPR, InfoNCE, ID-anchored alignment, L2                                               05, 06, 08
-``alignment``    the alignment report of notebook 06                                                   06
 ``model``        ``DiffCL``, ``LightGCN``, ``MF``, ``DiffCLConfig``                                    05-08
 ``training``     sampler, early stopping, checkpoints, ``run_experiment``                              05-08
 ``evaluation``   full-ranking Recall / NDCG / Precision@K                                              08
@@ -28,7 +27,7 @@ module           what it holds                                                  
 *datasets*
 ``datasets``     registry, verified downloads, MMRec/DiffMM formats, restricted unpickler, data cards  08
 *lessons*
-``lessons``      ``notebook`` (set-up), ``viz`` (figures, one module per part), ``widgets``            00-08
+``lessons``      ``notebook`` (set-up), ``viz`` (figures by part), ``widgets``, ``measures``           00-08
 ``checks``       exercise self-checks                                                                  00-08
 *course*
 ``classroom*``   student copies, grading, its sandbox and kernel                                       --

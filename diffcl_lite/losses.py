@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 from .errors import DiffCLError
 
+__all__ = ["bpr_loss", "info_nce", "align_to_anchor", "alignment_loss", "moment_matching", "table_moments_distance",
+           "mentor_alignment", "l2_reg", "alignment", "uniformity", "infonce_weights"]
+
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking loss, averaged over the batch.
@@ -61,11 +64,21 @@ def align_to_anchor(
 
     sg(·) is ``detach()``: the ID view is the stable anchor, only the modality moves.
     """
-    anchor = anchor.detach()
+    return alignment_loss(modality, anchor.detach(), kind, temperature)
+
+
+def alignment_loss(
+    modality: torch.Tensor, target: torch.Tensor, kind: str = "infonce", temperature: float = 0.2
+) -> torch.Tensor:
+    """The alignment loss of ``kind`` between ``modality`` and ``target``, gradients to both.
+
+    :func:`align_to_anchor` is this with ``target = sg(h^id)``; notebook 06 also calls it without
+    the stop-gradient, to show what the anchor would lose.
+    """
     if kind == "infonce":
-        return info_nce(modality, anchor, temperature)
+        return info_nce(modality, target, temperature)
     if kind == "moments":
-        return moment_matching(modality, anchor)
+        return moment_matching(modality, target)
     raise DiffCLError(f"align kind={kind!r} is not known; use 'infonce' or 'moments'.")
 
 

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from diffcl_lite.errors import DiffCLError
-from diffcl_lite.losses import align_to_anchor, alignment, bpr_loss, info_nce, l2_reg, moment_matching, uniformity
+from diffcl_lite.losses import (align_to_anchor, alignment, alignment_loss, bpr_loss, info_nce, l2_reg, moment_matching,
+                                 uniformity)
 
 
 def test_bpr_hand_case():
@@ -81,3 +82,23 @@ def test_mentor_alignment_is_scalar_moments_of_whole_tables_without_stop_gradien
     assert float(moment_matching(x, x[:, [1, 0, 3, 2]])) > 1e-3
     with pytest.raises(DiffCLError, match="two tables"):
         mentor_alignment({"id": a})
+
+
+@pytest.mark.parametrize("kind", ["infonce", "moments"])
+def test_align_to_anchor_is_alignment_loss_with_the_anchor_detached(kind):
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(16, 8, generator=g, requires_grad=True)
+    a = torch.randn(16, 8, generator=g, requires_grad=True)
+    sg = align_to_anchor(m, a, kind=kind)
+    both = alignment_loss(m, a, kind=kind)
+    assert float(sg.detach()) == pytest.approx(float(both.detach()), rel=1e-6)
+    # reference values computed without the dispatch
+    ref = info_nce(m, a, 0.2) if kind == "infonce" else moment_matching(m, a)
+    assert float(both.detach()) == pytest.approx(float(ref.detach()), rel=1e-6)
+    sg.backward()
+    assert a.grad is None and m.grad is not None
+    m.grad = None
+    both.backward()
+    assert a.grad is not None and float(a.grad.abs().sum()) > 0 and m.grad is not None
+    with pytest.raises(DiffCLError, match="align kind"):
+        alignment_loss(m, a, kind="other")

@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from diffcl_lite import alignment, losses, views  # noqa: E402
+from diffcl_lite import losses, views  # noqa: E402
+from diffcl_lite.lessons.measures import alignment  # noqa: E402
 from diffcl_lite.lessons import viz, widgets  # noqa: E402
 from diffcl_lite.data import make_synthetic  # noqa: E402
 from diffcl_lite.errors import DiffCLError  # noqa: E402

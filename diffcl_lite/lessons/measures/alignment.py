@@ -12,17 +12,17 @@ node towards the stop-gradient ID representation of the same node:
   variance of whole embedding tables, pairwise among ID, fused and each modality, no
   stop-gradient (:func:`~diffcl_lite.losses.mentor_alignment`).
 
-Both live in :mod:`diffcl_lite.losses`; this module adds measurements for the notebook.
+The losses live in :mod:`diffcl_lite.losses`; this module measures them for the notebook.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .losses import align_to_anchor, mentor_alignment, moment_matching, table_moments_distance
+from ...errors import DiffCLError
+from ...losses import alignment_loss, info_nce, moment_matching
 
-__all__ = ["align_to_anchor", "moment_matching", "mentor_alignment", "table_moments_distance", "anchor_agreement",
-           "matched_pair_rank"]
+__all__ = ["anchor_agreement", "matched_pair_rank", "alignment_report", "alignment_gradients"]
 
 
 @torch.no_grad()
@@ -54,9 +54,6 @@ def alignment_report(views: dict[str, torch.Tensor], anchor: str = "id", tempera
     ``moment_distance`` (:func:`moment_matching`, 0 = same per-feature mean and variance) and
     ``infonce`` (the instance-level alignment loss).
     """
-    from .errors import DiffCLError
-    from .losses import info_nce
-
     if anchor not in views:
         raise DiffCLError(f"alignment_report: anchor view {anchor!r} is not among {sorted(views)}.")
     a = views[anchor]
@@ -84,9 +81,6 @@ def alignment_gradients(model, nodes: torch.Tensor | None = None, kind: str = "i
     embeddings (``user_emb["id"]``, ``item_emb``) and of the modality parameters (projections and
     modality user embeddings). The model's gradients are cleared before and after.
     """
-    from .errors import DiffCLError
-    from .losses import info_nce
-
     if kind not in ("infonce", "moments"):
         raise DiffCLError(f"align kind={kind!r} is not known; use 'infonce' or 'moments'.")
 
@@ -99,7 +93,7 @@ def alignment_gradients(model, nodes: torch.Tensor | None = None, kind: str = "i
         anchor = id_items[nodes].detach() if stop_gradient else id_items[nodes]
         h = views[m][1][nodes]
         # L_align = align(h^m, sg(h^id))   (or without sg when stop_gradient=False)
-        loss = loss + (info_nce(h, anchor, temperature) if kind == "infonce" else moment_matching(h, anchor))
+        loss = loss + alignment_loss(h, anchor, kind, temperature)
     loss.backward()
 
     def norm(params) -> float:
