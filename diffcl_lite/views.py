@@ -55,14 +55,8 @@ class RandomNoiseViews(ViewGenerator):
         self.relative = bool(relative)
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        # Δ = ε · sign(h) ⊙ normalize(u),  u ~ U(0,1)
-        u = torch.rand_like(x)
-        delta = self.eps * torch.sign(x) * nn.functional.normalize(u, dim=-1)
-        if self.relative:
-            # Δ <- ||h|| Δ  (a constant per row: no gradient through the scale)
-            delta = delta * x.detach().norm(dim=-1, keepdim=True)
-        # z = h + Δ
-        return x + delta
+        # u ~ U(0,1)^d, then z = h + Δ (simgcl_perturb)
+        return simgcl_perturb(x, torch.rand_like(x), self.eps, relative=self.relative)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.view(x), self.view(x)
@@ -156,16 +150,13 @@ def make_view_generator(kind: str, dim: int, **kwargs) -> ViewGenerator:
     raise DiffCLError(f"view kind={kind!r} is not known; use 'diffusion' (DiffCL) or 'random' (SimGCL baseline).")
 
 
-# ---------------------------------------------------------------------------------------------
-# Notebook 05 (contrastive views): measuring what a view keeps
-# ---------------------------------------------------------------------------------------------
-def simgcl_perturb(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
+def simgcl_perturb(x: torch.Tensor, u: torch.Tensor, eps: float, relative: bool = False) -> torch.Tensor:
     """SimGCL's perturbation with a given uniform draw ``u`` (same shape as ``x``, entries in [0, 1)).
 
-    Introduced in notebook 05 (contrastive views). :class:`RandomNoiseViews` draws ``u`` itself;
-    this pure version makes the noise reproducible and checkable::
+    Introduced in notebook 05 (contrastive views). :class:`RandomNoiseViews` draws ``u`` and calls
+    this, the one place of the formula; with ``u`` given the noise is reproducible and checkable::
 
-        z = x + eps * sign(x) * u / ||u||
+        z = x + eps * sign(x) * u / ||u||            (relative=True: times ||x||, per row)
     """
     if u.shape != x.shape:
         raise DiffCLError(f"simgcl_perturb: u has shape {tuple(u.shape)} but x has {tuple(x.shape)}; draw u = torch.rand_like(x).")
@@ -173,6 +164,10 @@ def simgcl_perturb(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor
         raise DiffCLError(f"simgcl_perturb: eps={eps} must be >= 0 (SimGCL uses 0.1).")
     # Δ = ε · sign(x) ⊙ u / ||u||
     delta = eps * torch.sign(x) * nn.functional.normalize(u, dim=-1)
+    if relative:
+        # Δ <- ||x|| Δ  (a constant per row: no gradient through the scale)
+        delta = delta * x.detach().norm(dim=-1, keepdim=True)
+    # z = x + Δ
     return x + delta
 
 
@@ -190,6 +185,9 @@ def angular_deviation(z: torch.Tensor, x0: torch.Tensor) -> float:
     return float((zn - xn).norm(dim=-1).mean())
 
 
+# ---------------------------------------------------------------------------------------------
+# Notebook 05 (contrastive views): measuring what a view keeps
+# ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def matched_random_views(
     x0: torch.Tensor, target: float, seed: int = 0, iters: int = 40, clip: bool = False
