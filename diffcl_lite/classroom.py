@@ -431,7 +431,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     cfg = GradeConfig(masters=Path(args.masters), timeout_s=args.timeout, memory_mb=args.memory_mb,
                       jobs=args.jobs, fast=not args.full,
                       notebooks=[n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else None,
-                      progress=not args.quiet)
+                      progress=not args.quiet, resume=args.resume, unsafe=args.unsafe, disk_mb=args.disk_mb,
+                      max_processes=args.max_processes, data_dir=Path(args.data) if args.data else None)
     result = grade(args.submissions, args.out, cfg)
     print(result.headline())
     return 0
@@ -453,8 +454,8 @@ def add_cli(subparsers: Any) -> None:
     ps.add_argument("--out", default="student", help="folder of the student copies [student]")
     ps.add_argument("--verify", action="store_true", help="write nothing; exit 1 when the copies are stale")
     ps.set_defaults(func=cmd_student)
-    pg = sub.add_parser("grade", help="grade SUBMISSIONS_DIR/<student>/<notebook>.ipynb; "
-                                      "writes grades.csv and summary.md")
+    pg = sub.add_parser("grade", help="grade SUBMISSIONS_DIR/<student>/<notebook>.ipynb; writes grades.csv, "
+                                      "grades_wide.csv, summary.md, feedback/ and answers/")
     pg.add_argument("submissions", help="folder with one sub-folder per student")
     pg.add_argument("--out", required=True, help="output folder (grades.csv, summary.md, runs/)")
     pg.add_argument("--masters", default="notebooks", help="master notebooks [notebooks]")
@@ -464,5 +465,14 @@ def add_cli(subparsers: Any) -> None:
     pg.add_argument("--notebooks", default=None,
                     help="comma-separated notebook file names to grade [every master notebook someone submitted]")
     pg.add_argument("--full", action="store_true", help="full mode instead of fast mode (DIFFCL_FAST=1)")
+    pg.add_argument("--resume", action="store_true",
+                    help="keep the results of a previous (interrupted) run in --out and grade only the rest")
+    pg.add_argument("--disk-mb", type=_positive_int, default=512, help="private disk (tmpfs) per submission [512]")
+    pg.add_argument("--max-processes", type=_positive_int, default=256,
+                    help="processes and threads per submission [256]")
+    pg.add_argument("--data", default=None, help="a data folder the notebooks may read (read-only, as $DIFFCL_DATA)")
+    pg.add_argument("--unsafe", action="store_true",
+                    help="grade without isolation where this machine has no user namespaces (submissions then run "
+                         "with your rights)")
     pg.add_argument("--quiet", action="store_true", help="no progress bar")
     pg.set_defaults(func=cmd_grade)

@@ -1,21 +1,33 @@
 """Grade a folder of submitted notebooks: ``python -m diffcl_lite classroom grade SUBMISSIONS_DIR --out DIR``.
 
 Layout: ``SUBMISSIONS_DIR/<student>/<notebook file name as handed out>.ipynb``; anything else is
-reported in ``summary.md``, never fatal. Output: ``DIR/grades.csv`` (one row per student, notebook
-and exercise of the master — also when the submission never reaches it), ``DIR/summary.md`` and
-``DIR/runs/<student>/<notebook>`` (the executed grading notebooks, to look at a surprising row).
+reported in ``summary.md``, never fatal. Output (``DIR``): ``results/<student>/<notebook>.json``
+(one file per graded submission, written atomically as soon as it is graded), and built from them
+``grades.csv`` (one row per student, notebook and exercise of the master), ``grades_wide.csv`` (one
+row per student, one column per exercise, a total), ``summary.md``, ``feedback/<student>/<notebook>.md``,
+``answers/<notebook>.md`` (the written answers, for grading by hand) and ``runs/<student>/<notebook>``
+(the executed grading notebooks). ``--resume`` keeps the results of an interrupted run and grades
+the rest.
 
-How one submission is graded (:func:`build_run`): the grader builds a notebook from the MASTER —
-its code cells up to the last check cell, without ``solution`` and ``no-grade`` cells — in which
-each ``exercise`` cell is the submission's cell of that exercise id and the code cells the
-learner added are inserted where they were; self-check and hidden-check cells always come from
-the master (with guard cells around the learner's code, see :mod:`diffcl_lite.classroom_runtime`).
-Edits to other cells of the submission are ignored. The run happens in its own kernel in a
-temporary working directory with a private copy of ``diffcl_lite`` (a submission that deletes
-files only deletes copies), with a time and a memory limit (:mod:`diffcl_lite.classroom_exec`),
-in fast mode (``DIFFCL_FAST=1``), ``--jobs`` at a time. Each master is first graded with its own
-solutions ("calibration"): that run fixes the list of checks (and points) of every exercise, so a
-check that never ran in a submission still counts as failed, with the reason.
+How one submission is graded:
+
+1. **Calibration** (once per master, first and alone): a *judge* kernel runs the master with its
+   own solutions (:func:`build_run` with ``sub=None``) and keeps its state; it fixes the list of
+   checks of every exercise. A master whose solutions do not pass, or whose checks the grader
+   cannot reproduce, stops the run with an error naming the exercise.
+2. **The submission's run** (``--jobs`` at a time): a notebook built from the MASTER — its code
+   cells up to the last check cell, without ``solution`` and ``no-grade`` cells — in which each
+   ``exercise`` cell is the submission's cell of that exercise id and the code cells the learner
+   added are inserted where they were; check cells come from the master with their expected values
+   removed (:func:`diffcl_lite.classroom_static.strip_expected`). It runs in a sandbox
+   (:mod:`diffcl_lite.classroom_sandbox`: namespaces, no network, bounded memory, processes, disk,
+   time and output) and only *records* what the exercise functions return
+   (:mod:`diffcl_lite.classroom_runtime`), as plain data.
+3. **The verdict**: the judge replays the master's check cells with those values
+   (:func:`diffcl_lite.classroom_runtime.judge`). Nothing the submission's code did in its own
+   process takes part in a verdict. An exercise whose function uses the package's own implementation
+   of the exercise, or reaches outside its inputs (frames, the namespace, files, processes, patching
+   modules), scores 0 and is flagged for a human (:func:`diffcl_lite.classroom_static.exercise_findings`).
 
 Points of an exercise = its ``points`` x (points of the checks passed / points of all its checks).
 """
@@ -23,42 +35,51 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import json
 import logging
 import os
 import re
+import select
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import classroom_static as static
 from .classroom import (GOLDEN_MARK, TAG_EXERCISE, TAG_HIDDEN_CHECK, TAG_NO_GRADE, TAG_PARAMETERS, TAG_SELF_CHECK,
                         TAG_SOLUTION, Master, cell_exercise, cell_tags, defined_functions, load_masters,
                         read_notebook, source_of)
-from .classroom_exec import kill_session
+from .classroom_exec import INNER_IN, INNER_OUT, kernel_env, kill_session, sandbox_spec
 from .classroom_runtime import MIME
+from .classroom_values import ValueFileError, read_regular
 from .errors import DataFormatError, DiffCLError
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 WORKER = PACKAGE_DIR / "classroom_exec.py"
+SANDBOX = PACKAGE_DIR / "classroom_sandbox.py"
+GRADER_VERSION = "2"
 CSV_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "feedback", "checks_passed",
                "checks_total", "status", "flags", "seconds"]
 RT = "import diffcl_lite.classroom_runtime as __dg__\n"
-#: words in a learner's code worth a look by a human (reported in the ``flags`` column, not scored)
-SUSPICIOUS = [(r"diffcl_lite\.checks|\bRESULTS\b|results_json|\b_compare\b|\b_record\b", "the checks module"),
-              (r"classroom_runtime|__dg__", "the grader's runtime"), (r"sys\.modules", "sys.modules"),
-              (r"__code__|__globals__|sys\._getframe|\binspect\.", "code objects or frames"),
-              (r"\bgc\.|\bctypes\b", "gc/ctypes"), (r"\bbuiltins\b", "builtins"),
-              (r"^\s*(check|run_check)\s*=|^\s*def\s+(check|run_check)\s*\(", "a redefinition of check")]
+#: a submission's records handed to the judge: file names and total size
+RECORD_NAME = re.compile(r"^(cell-\d+|final)\.(json|npz)$")
+MAX_RECORDS_BYTES = 96 * 2**20
+MAX_ANSWER_CHARS = 20_000
+
+
+class CalibrationError(DiffCLError):
+    """A master notebook whose own solutions the grader cannot reproduce (nothing of it is graded)."""
 
 
 @dataclass
@@ -74,6 +95,15 @@ class GradeConfig:
     progress: bool = True
     #: extra wall-clock seconds a worker gets for starting its kernel before it is killed
     startup_allowance_s: float = 90.0
+    resume: bool = False
+    #: run without the namespace sandbox (a machine without user namespaces)
+    unsafe: bool = False
+    #: private /tmp (working directory included) of each submission, MB
+    disk_mb: int = 512
+    #: processes and threads one submission may have at once
+    max_processes: int = 256
+    #: a data folder the notebooks may read (read-only, as $DIFFCL_DATA), e.g. for --full
+    data_dir: Path | None = None
 
 
 @dataclass
@@ -89,9 +119,11 @@ class Row:
     status: str = ""
     flags: str = ""
     seconds: float | None = None
+    details: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_csv(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
+        d = {k: v for k, v in self.__dict__.items() if k not in ("details", "notes")}
         d["points"] = _fmt(self.points)
         d["max_points"] = _fmt(self.max_points)
         d["seconds"] = "" if self.seconds is None else f"{self.seconds:.1f}"
@@ -114,6 +146,8 @@ class GradeResult:
     run_seconds: list[float]
     jobs: int
     cpu_seconds: list[float] = field(default_factory=list)
+    isolated: bool = True
+    resumed: int = 0
 
     def estimate_s(self, n: int = 200, cores: int = 2) -> float | None:
         """Estimated wall time of ``n`` submissions like these on ``cores`` free cores (from the median CPU time)."""
@@ -122,10 +156,33 @@ class GradeResult:
     def headline(self) -> str:
         students = len({r.student for r in self.rows})
         med = f", median {statistics.median(self.run_seconds):.1f} s per submission" if self.run_seconds else ""
+        iso = "isolated" if self.isolated else "NOT isolated (--unsafe)"
         return (f"graded {len(self.run_seconds)} submission(s) of {students} student(s) in {self.wall_s:.1f} s "
-                f"({self.jobs} jobs{med}); wrote {self.out / 'grades.csv'} ({len(self.rows)} rows) and "
+                f"({self.jobs} jobs, {iso}{med}"
+                + (f"; {self.resumed} kept from the previous run" if self.resumed else "") + "); wrote "
+                f"{self.out / 'grades.csv'} ({len(self.rows)} rows), grades_wide.csv, feedback/, answers/ and "
                 f"{self.out / 'summary.md'}"
                 + (f"; {len(self.problems)} note(s) in the summary" if self.problems else ""))
+
+
+# ---------------------------------------------------------------- isolation
+
+
+_probe_lock = threading.Lock()
+_probe_cache: dict[str, str | None] = {}
+
+
+def isolation_problem() -> str | None:
+    """None when this machine can sandbox a submission, else why not (one line); probed once per process."""
+    with _probe_lock:
+        if "v" not in _probe_cache:
+            sys.path.insert(0, str(PACKAGE_DIR))
+            try:
+                import classroom_sandbox  # type: ignore[import-not-found]
+            finally:
+                sys.path.pop(0)
+            _probe_cache["v"] = classroom_sandbox.probe()
+        return _probe_cache["v"]
 
 
 # ---------------------------------------------------------------- building the graded notebook
@@ -144,6 +201,11 @@ def _allowed_names(master: Master) -> list[str]:
     for ex in master.exercises.values():
         names |= ex.names
     return sorted(names)
+
+
+def exercise_functions(master: Master) -> list[str]:
+    """Every function an exercise of ``master`` asks for."""
+    return sorted(set().union(*[ex.functions for ex in master.exercises.values()]) if master.exercises else set())
 
 
 def match_submission(master: Master, sub: Any) -> tuple[dict[str, str], dict[int, list[str]], dict[str, str]]:
@@ -178,14 +240,14 @@ def match_submission(master: Master, sub: Any) -> tuple[dict[str, str], dict[int
             found[ex_id] = src
             anchor = master.exercises[ex_id].stub
             continue
-        if idx is not None and idx in stub_at and stub_at[idx] not in found and cell.get("cell_type") == "code":
+        if idx is not None and idx in stub_at and stub_at[idx] not in found and is_code:
             found[stub_at[idx]] = src  # same cell id as the stub: its tags or metadata were lost
             anchor = idx
             continue
         if idx is not None:
             anchor = idx
             continue
-        if cell.get("cell_type") != "code" or not src.strip() or any(t in tags for t in skip_tags):
+        if not is_code or not src.strip() or any(t in tags for t in skip_tags):
             continue
         if src.strip() in by_src:
             anchor = by_src[src.strip()]
@@ -204,28 +266,48 @@ def match_submission(master: Master, sub: Any) -> tuple[dict[str, str], dict[int
     return found, added, notes
 
 
-def build_run(master: Master, sub: Any | None) -> tuple[Any, dict[str, str]]:
-    """The notebook the grader executes for one submission (``sub=None``: the master's own solutions).
+def _removable(master: Master, last: int) -> set[str]:
+    """Names that only feed expected values (their assignments are blanked in a submission's run)."""
+    checks, others = [], []
+    check_at = {i for ex in master.exercises.values() for i in ex.check_cells}
+    for i, cell in enumerate(master.nb.cells):
+        if cell.cell_type != "code" or i > last:
+            continue
+        (checks if i in check_at else others).append(source_of(cell))
+    return static.expected_only_names(checks, others)
+
+
+def build_run(master: Master, sub: Any | None, *, out_dir: str = INNER_OUT,
+              facts_path: str | None = None) -> tuple[Any, dict[str, str]]:
+    """The notebook the grader executes for one submission (``sub=None``: the judge's run of the master's solutions).
 
     Returns ``(notebook, notes by exercise)``. Cells carry ``metadata.diffcl_grader.role``:
-    ``setup``, ``master``, ``enter``, ``learner``, ``leave``, ``check``, ``collect``, ``final``.
+    ``setup``, ``master``, ``enter``, ``learner``, ``leave``, ``check``, ``collect``, ``final``. The
+    notebook's ``metadata.diffcl_grader.facts`` describes its cells for the judge (what each reads
+    and writes). In a submission's run the check cells have their expected values removed.
     """
     import nbformat
 
     cells = master.nb.cells
-    if sub is None:
+    calibrate = sub is None
+    if calibrate:
         found = {ex.id: source_of(cells[ex.solution]) for ex in master.exercises.values() if ex.solution is not None}
         added: dict[int, list[str]] = {}
         notes: dict[str, str] = {}
     else:
         found, added, notes = match_submission(master, sub)
+    functions = exercise_functions(master)
+    fset = set(functions)
     allowed = _allowed_names(master)
     check_at = {i: (ex.id, TAG_SELF_CHECK if i in ex.self_checks else TAG_HIDDEN_CHECK)
                 for ex in master.exercises.values() for i in ex.check_cells}
     stub_at = {ex.stub: ex.id for ex in master.exercises.values()}
     last = max(check_at) if check_at else -1
+    removable = set() if calibrate else _removable(master, last)
     order = [ex.stub for ex in master.exercises.values()]
-    out = [_injected(RT + "__dg__.install()", "setup")]
+    mode = "calibrate" if calibrate else "student"
+    out = [_injected(RT + f"__dg__.install({mode!r}, {functions!r}, {out_dir!r}, {facts_path!r})", "setup")]
+    facts: list[dict[str, Any]] = []
 
     def next_exercise(i: int) -> str | None:
         later = [stub_at[s] for s in sorted(order) if s >= i]
@@ -233,9 +315,9 @@ def build_run(master: Master, sub: Any | None) -> tuple[Any, dict[str, str]]:
 
     def learner(src: str, exercise: str | None, what: str) -> None:
         out.append(_injected(RT + "__dg__.enter()", "enter", exercise=exercise))
-        cell = _injected(src, "learner", exercise=exercise, what=what)
-        out.append(cell)
+        out.append(_injected(src, "learner", exercise=exercise, what=what))
         out.append(_injected(RT + f"__dg__.leave({allowed!r})", "leave", exercise=exercise))
+        facts.append({"role": "learner", "stores": sorted(static.stores(src))})
 
     for src in added.get(-1, []):
         learner(src, next_exercise(0), "added")
@@ -244,32 +326,36 @@ def build_run(master: Master, sub: Any | None) -> tuple[Any, dict[str, str]]:
             break
         tags = cell_tags(cell)
         if cell.cell_type == "code" and TAG_SOLUTION not in tags and TAG_NO_GRADE not in tags:
+            src = source_of(cell)
             if i in stub_at:
                 if stub_at[i] in found:
                     learner(found[stub_at[i]], stub_at[i], "exercise")
             elif i in check_at:
                 ex_id, kind = check_at[i]
-                out.append(_injected(RT + f"__dg__.begin({ex_id!r}, {kind!r})\n" + source_of(cell), "check",
-                                     exercise=ex_id, kind=kind))
-                out.append(_injected(RT + f"__dg__.end({ex_id!r}, {kind!r})", "collect", exercise=ex_id, kind=kind))
+                run_src = src if calibrate else static.strip_expected(src, removable)
+                out.append(_injected(RT + f"__dg__.begin({ex_id!r}, {kind!r}, {i})\n" + run_src, "check",
+                                     exercise=ex_id, kind=kind, index=i))
+                out.append(_injected(RT + f"__dg__.end({ex_id!r}, {kind!r}, {i})", "collect", exercise=ex_id,
+                                     kind=kind, index=i))
+                facts.append({"role": "check", "cell": i, "exercise": ex_id, "kind": kind, "source": src,
+                              "reads": sorted(static.loads(src)), "stores": sorted(static.stores(src)),
+                              "direct": static.is_direct(src, fset)})
             else:
-                out.append(_injected(source_of(cell), "master", index=i))
+                reads = static.loads(src)
+                if not calibrate and removable & static.stores(src):
+                    src = static.strip_expected(src, removable)
+                out.append(_injected(src, "master", index=i))
+                facts.append({"role": "master", "reads": sorted(reads), "stores": sorted(static.stores(src)),
+                              "mentions": bool(reads & fset)})
         for src in added.get(i, []):
             learner(src, next_exercise(i) or (stub_at.get(i)), "added")
     out.append(_injected(RT + "__dg__.final()", "final"))
-    nb = nbformat.v4.new_notebook(cells=out, metadata={"diffcl_grader": {"master": master.name}})
+    nb = nbformat.v4.new_notebook(cells=out, metadata={"diffcl_grader": {"master": master.name, "mode": mode,
+                                                                         "facts": facts}})
     return nb, notes
 
 
-# ---------------------------------------------------------------- running
-
-
-def _prepare_sandbox(root: Path) -> tuple[Path, Path]:
-    work = root / "work"
-    work.mkdir(parents=True)
-    pkg = root / "pkg"
-    shutil.copytree(PACKAGE_DIR, pkg / "diffcl_lite", ignore=shutil.ignore_patterns("*.tmp"))
-    return work, pkg
+# ---------------------------------------------------------------- running one kernel (worker process)
 
 
 def _wait_with_rusage(proc: subprocess.Popen, limit_s: float) -> float | None:
@@ -289,52 +375,102 @@ def _wait_with_rusage(proc: subprocess.Popen, limit_s: float) -> float | None:
         time.sleep(0.05)
 
 
-def run_notebook(nb: Any, cfg: GradeConfig, threads: int = 1) -> tuple[Any | None, dict[str, Any], float]:
-    """Execute a graded notebook in a worker process: ``(executed notebook or None, report, seconds)``; never raises."""
+def _kernel_setup(cfg: GradeConfig, gdir: Path, threads: int, *, memory_mb: int,
+                  extra_binds: list[list[str]] | None = None,
+                  records_mb: int | None = 128) -> tuple[dict[str, Any] | None, dict[str, str], str]:
+    """``(sandbox spec or None, kernel environment, folder of the records as the kernel sees it)``."""
+    binds = list(extra_binds or [])
+    extra_env = {}
+    if cfg.data_dir is not None:
+        binds.append([str(Path(cfg.data_dir).resolve()), "/grader/data", "ro"])
+        extra_env["DIFFCL_DATA"] = "/grader/data"
+    if not cfg.unsafe:
+        env = kernel_env(fast=cfg.fast, threads=threads, extra=extra_env)
+        spec = sandbox_spec(gdir, memory_mb=memory_mb, nproc=cfg.max_processes, disk_mb=cfg.disk_mb, env=env,
+                            binds=binds, records_mb=records_mb)
+        return spec, env, INNER_OUT
+    # --unsafe: no sandbox; the kernel imports a private copy of the package from gdir/pkg
+    work, pkg, outd = gdir / "work", gdir / "pkg", gdir / "out"
+    for d in (work, outd):
+        d.mkdir(exist_ok=True)
+    shutil.copytree(PACKAGE_DIR, pkg / "diffcl_lite", ignore=shutil.ignore_patterns("*.tmp", "__pycache__"))
+    if cfg.data_dir is not None:
+        extra_env["DIFFCL_DATA"] = str(Path(cfg.data_dir).resolve())
+    env = kernel_env(fast=cfg.fast, threads=threads, extra={"PYTHONPATH": str(pkg), **extra_env}, sandboxed=False,
+                     work=str(work))
+    for d in ("home", "mpl", "ipython", "jupyter", "cache"):
+        (gdir / d).mkdir(exist_ok=True)
+    return None, env, str(outd)
+
+
+def _task(gdir: Path, nb_path: Path, cfg: GradeConfig, spec: dict[str, Any] | None, env: dict[str, str],
+          memory_mb: int, **extra: Any) -> Path:
+    task = {"notebook": str(nb_path), "gdir": str(gdir), "timeout_s": cfg.timeout_s, "memory_mb": memory_mb,
+            "out_notebook": str(gdir / "executed.ipynb"), "out_report": str(gdir / "report.json"),
+            "pid_file": str(gdir / "kernel.pid"), "sandbox": spec, "env": env, "cwd": str(gdir / "work"), **extra}
+    path = gdir / "task.json"
+    path.write_text(json.dumps(task))
+    return path
+
+
+def _worker_env() -> dict[str, str]:
+    env = os.environ.copy()
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _short_tmpdir(prefix: str) -> Path:
+    """A temporary folder with a short path (ZeroMQ's socket files must fit in 107 bytes)."""
+    base = tempfile.gettempdir()
+    if len(base) > 40:
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+def _read_report(gdir: Path, proc: subprocess.Popen, cfg: GradeConfig, t0: float) -> tuple[Any, dict[str, Any]]:
+    import nbformat
+
+    out_report, out_nb = gdir / "report.json", gdir / "executed.ipynb"
+    executed = None
+    if out_report.is_file():
+        report = json.loads(out_report.read_text())
+    else:
+        log_path = gdir / "worker.log"
+        tail = log_path.read_text(errors="replace")[-400:].strip().replace("\n", " | ") if log_path.is_file() else ""
+        status = "timeout" if time.monotonic() - t0 >= cfg.timeout_s + cfg.startup_allowance_s else "grader-error"
+        report = {"status": status, "stopped_at": None, "errors": [],
+                  "message": f"the grading process ended without a result (exit {proc.returncode}): {tail}"}
+    if out_nb.is_file():
+        try:
+            executed = nbformat.read(str(out_nb), as_version=4)
+        except Exception as exc:  # pragma: no cover - the worker wrote it with nbformat
+            report["message"] = f"{report.get('message', '')} (executed notebook unreadable: {exc})"
+    return executed, report
+
+
+def run_submission(nb: Any, cfg: GradeConfig, threads: int, gdir: Path) -> tuple[Any | None, dict[str, Any], float]:
+    """Execute a submission's graded notebook in a sandboxed kernel; records land in ``gdir/out``. Never raises."""
     import nbformat
 
     t0 = time.monotonic()
-    gdir = Path(tempfile.mkdtemp(prefix="diffcl-grader-"))
-    sandbox = Path(tempfile.mkdtemp(prefix="diffcl-grade-"))
     proc = None
-    report: dict[str, Any]
     executed = None
     try:
-        work, pkg = _prepare_sandbox(sandbox)
-        nb_path, out_nb, out_report, pid_file = (gdir / "run.ipynb", gdir / "executed.ipynb", gdir / "report.json",
-                                                 gdir / "kernel.pid")
+        spec, env, inner_out = _kernel_setup(cfg, gdir, threads, memory_mb=cfg.memory_mb)
+        nb_path = gdir / "run.ipynb"
         nbformat.write(nb, str(nb_path))
-        task = {"notebook": str(nb_path), "cwd": str(work), "timeout_s": cfg.timeout_s, "memory_mb": cfg.memory_mb,
-                "out_notebook": str(out_nb), "out_report": str(out_report), "pid_file": str(pid_file)}
-        (gdir / "task.json").write_text(json.dumps(task))
-        env = os.environ.copy()
-        env.pop("DIFFCL_FIGURES", None)
-        old = env.get("PYTHONPATH")
-        env.update({"PYTHONPATH": str(pkg) + (os.pathsep + old if old else ""), "DIFFCL_FAST": "1" if cfg.fast else "0",
-                    "DIFFCL_GRADING": "1", "MPLBACKEND": "Agg", "IPYTHONDIR": str(sandbox / "ipython"),
-                    "JUPYTER_RUNTIME_DIR": str(gdir / "runtime"), "PYTHONDONTWRITEBYTECODE": "1",
-                    "CUDA_VISIBLE_DEVICES": "",  # CPU only: parallel runs never compete for one GPU
-                    "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                    "OPENBLAS_NUM_THREADS": str(threads)})
+        task = _task(gdir, nb_path, cfg, spec, env, cfg.memory_mb)
         with open(gdir / "worker.log", "wb") as logf:
-            proc = subprocess.Popen([sys.executable, str(WORKER), str(gdir / "task.json")], cwd=str(gdir), env=env,
+            proc = subprocess.Popen([sys.executable, str(WORKER), str(task)], cwd=str(gdir), env=_worker_env(),
                                     stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
             cpu_s = _wait_with_rusage(proc, cfg.timeout_s + cfg.startup_allowance_s)
-        if out_report.is_file():
-            report = json.loads(out_report.read_text())
-            # the worker's CPU plus its kernel's (read before the kill: the worker does not reap its kernel)
-            report["cpu_seconds"] = round((cpu_s or 0.0) + (report.get("kernel_cpu_seconds") or 0.0), 2)
-        else:
-            tail = (gdir / "worker.log").read_text(errors="replace")[-400:].strip().replace("\n", " | ")
-            status = "timeout" if time.monotonic() - t0 >= cfg.timeout_s + cfg.startup_allowance_s else "grader-error"
-            report = {"status": status, "stopped_at": None, "errors": [],
-                      "message": f"the grading process ended without a result (exit {proc.returncode}): {tail}"}
-        if out_nb.is_file():
-            try:
-                executed = nbformat.read(str(out_nb), as_version=4)
-            except Exception as exc:  # pragma: no cover - the worker wrote it with nbformat
-                report["message"] = f"{report.get('message', '')} (executed notebook unreadable: {exc})"
+        executed, report = _read_report(gdir, proc, cfg, t0)
+        if report.get("status") == "kernel-start" and (gdir / "worker.log").is_file():
+            tail = (gdir / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
+            report["message"] = f"{report.get('message', '')} | {' | '.join(tail)}"[:600]
+        # the worker's CPU plus its kernel's (read before the kill: the worker does not reap its kernel)
+        report["cpu_seconds"] = round((cpu_s or 0.0) + (report.get("kernel_cpu_seconds") or 0.0), 2)
     except Exception as exc:  # never lose a row because of the grader's own plumbing
         log.exception("grading run failed")
         report = {"status": "grader-error", "stopped_at": None, "errors": [], "message": f"{type(exc).__name__}: {exc}"}
@@ -346,9 +482,231 @@ def run_notebook(nb: Any, cfg: GradeConfig, threads: int = 1) -> tuple[Any | Non
             pass
         if proc is not None and proc.poll() is None:
             kill_session(proc.pid)
-        shutil.rmtree(sandbox, ignore_errors=True)
-        shutil.rmtree(gdir, ignore_errors=True)
     return executed, report, time.monotonic() - t0
+
+
+def copy_records(src: Path, dst: Path) -> list[str]:
+    """Copy a submission's records (regular files with the expected names only, within the size limit)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    skipped, total = [], 0
+    try:
+        entries = sorted(os.scandir(src), key=lambda e: e.name)
+    except OSError:
+        return ["no records"]
+    for entry in entries:
+        if not RECORD_NAME.match(entry.name):
+            skipped.append(entry.name[:60])
+            continue
+        try:
+            data = read_regular(entry.path, MAX_RECORDS_BYTES - total)
+        except ValueFileError as exc:
+            skipped.append(str(exc)[:120])
+            continue
+        total += len(data)
+        (dst / entry.name).write_bytes(data)
+        os.chmod(dst / entry.name, 0o644)
+    os.chmod(dst, 0o755)
+    return skipped
+
+
+# ---------------------------------------------------------------- the judge (one per master)
+
+
+class Judge:
+    """The clean kernel of one master: calibrates, then judges the submissions' records (thread-safe)."""
+
+    def __init__(self, master: Master, cfg: GradeConfig, threads: int):
+        self.master, self.cfg, self.threads = master, cfg, threads
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.gdir: Path | None = None
+        self.n = 0
+        self.calibration: dict[str, Any] = {}
+        self.report: dict[str, Any] = {}
+        self.executed: Any = None
+        self.seconds = 0.0
+        self.restarts = 0
+
+    @property
+    def memory_mb(self) -> int:
+        return max(2 * self.cfg.memory_mb, 2048)
+
+    def start(self) -> None:
+        """Run the master with its solutions and keep the kernel; raise :class:`CalibrationError` if it fails."""
+        import nbformat
+
+        t0 = time.monotonic()
+        self.gdir = gdir = _short_tmpdir("dj-")
+        (gdir / "in").mkdir(mode=0o755)
+        os.chmod(gdir / "in", 0o755)  # the judge's user reads it
+        spec, env, inner_out = _kernel_setup(self.cfg, gdir, self.threads, memory_mb=self.memory_mb,
+                                             extra_binds=[[str(gdir / "in"), INNER_IN, "ro"]], records_mb=None)
+        self.inner_in = INNER_IN if spec else str(gdir / "in")
+        self.inner_out = inner_out
+        nb, _ = build_run(self.master, None, out_dir=inner_out, facts_path=f"{self.inner_in}/facts.json")
+        (gdir / "in" / "facts.json").write_text(json.dumps(nb.metadata["diffcl_grader"]["facts"]))
+        os.chmod(gdir / "in" / "facts.json", 0o644)
+        nb_path = gdir / "run.ipynb"
+        nbformat.write(nb, str(nb_path))
+        calib_file = f"{inner_out}/calibration.json"
+        task = _task(gdir, nb_path, self.cfg, spec, env, self.memory_mb,
+                     judge={"ready": f"__dg__.self_replay({calib_file!r})", "timeout_s": self.cfg.timeout_s})
+        self.log = open(gdir / "worker.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(task)], cwd=str(gdir), env=_worker_env(),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     start_new_session=True, text=True, bufsize=1)
+        line = self._readline(2 * self.cfg.timeout_s + self.cfg.startup_allowance_s)
+        self.executed, self.report = _read_report(gdir, self.proc, self.cfg, t0)
+        self.seconds = time.monotonic() - t0
+        problems = self._problems(line)
+        if problems:
+            self.close()
+            raise CalibrationError(f"{self.master.path}: the master's own solutions do not pass its checks, so it "
+                                   f"cannot be graded — {'; '.join(problems)}. Fix the master notebook (run it "
+                                   f"top to bottom with its solutions to see the error); nothing of "
+                                   f"{self.master.name} was graded.")
+
+    def _readline(self, timeout_s: float) -> str | None:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], min(1.0, max(0.0, deadline - time.monotonic())))
+            if ready:
+                line = self.proc.stdout.readline()
+                return line if line else None
+            if self.proc.poll() is not None:
+                return None
+        return None
+
+    def _problems(self, ready_line: str | None) -> list[str]:
+        rep = self.report
+        if ready_line is None or not ready_line.startswith("READY"):
+            return [f"the judge did not start ({rep.get('status')}: {rep.get('message', '')})"]
+        if rep.get("status") != "complete":
+            stop = rep.get("message", "")
+            return [f"the run stopped ({rep.get('status')}: {stop})"]
+        if rep.get("judge_error"):
+            return [f"the grader could not replay its checks ({rep['judge_error']})"]
+        try:
+            path = self.gdir / "out" / "calibration.json"
+            self.calibration = json.loads(read_regular(str(path), 32 * 2**20))
+        except (OSError, ValueError) as exc:
+            return [f"no calibration report ({exc})"]
+        problems = []
+        errors = {}
+        if self.executed is not None:
+            for c in self.executed.cells:
+                meta = c.get("metadata", {}).get("diffcl_grader", {})
+                err = _error(c)
+                if err and meta.get("role") in ("check", "learner", "master", "setup"):
+                    where = {"check": f"a check cell of {meta.get('exercise')}",
+                             "learner": f"the solution of {meta.get('exercise')}",
+                             "master": f"cell {meta.get('index')}", "setup": "the grader's first cell"}[meta["role"]]
+                    errors.setdefault(where, err)
+        problems += [f"{where} raised {err}" for where, err in errors.items()]
+        cells = self.calibration.get("cells", {})
+        for ex in self.master.exercises.values():
+            for i in ex.check_cells:
+                c = cells.get(str(i))
+                if c is None:
+                    problems.append(f"{ex.id}: check cell {i} did not run")
+                    continue
+                bad = [v["name"] for v in c.get("verdicts", []) if not v.get("passed")]
+                if bad:
+                    problems.append(f"{ex.id}: check(s) {bad} fail with the solution")
+                judged = c.get("judged", [])
+                wrong = [v["name"] + ": " + v.get("message", "")[:120] for v in judged if not v.get("passed")]
+                if c.get("judged_error") or len(judged) != len(c.get("verdicts", [])) or wrong:
+                    problems.append(f"{ex.id}: the grader cannot reproduce check cell {i} "
+                                    f"({c.get('judged_error') or c.get('why') or '; '.join(wrong) or 'verdicts differ'})")
+            if not any(cells.get(str(i), {}).get("verdicts") for i in ex.check_cells):
+                problems.append(f"{ex.id}: no check ran")
+        return problems
+
+    def expected(self) -> dict[str, list[list[dict[str, Any]]]]:
+        """The checks of every exercise, per check cell: ``[[{name, points, kind}, ...], ...]``."""
+        cells = self.calibration.get("cells", {})
+        out = {}
+        for ex in self.master.exercises.values():
+            out[ex.id] = [[{"name": v["name"], "points": float(v.get("points", 1.0)), "kind": cells[str(i)]["kind"]}
+                           for v in cells[str(i)].get("verdicts", [])] for i in ex.check_cells if str(i) in cells]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        cells = self.calibration.get("cells", {})
+        n_checks = sum(len(c.get("verdicts", [])) for c in cells.values())
+        weak = sorted({c["exercise"] for c in cells.values() if not c.get("replayable") and not c.get("direct")})
+        values = sorted({c["exercise"] for c in cells.values() if not c.get("replayable")})
+        text = (f"{self.master.name}: solutions pass all {n_checks} checks of {len(self.master.exercises)} "
+                f"exercises ({self.seconds:.1f} s)")
+        if values:
+            text += (f"; check cells judged on recorded values instead of a replay: {', '.join(values)}"
+                     + (f" (computed in the learner's process, counted only with the exercise's other checks: "
+                        f"{', '.join(weak)})" if weak else ""))
+        return {"text": text, "expected": self.expected(), "master_sha256": _sha256(self.master.path)}
+
+    def judge(self, records: Path) -> dict[str, Any]:
+        """The verdicts for one submission's records (restarts the judge once if it died)."""
+        with self.lock:
+            for attempt in range(2):
+                if self.proc is None or self.proc.poll() is not None:
+                    if attempt or self.restarts >= 3:
+                        break
+                    self.restarts += 1
+                    log.warning("the judge of %s stopped; starting it again", self.master.name)
+                    self.close()
+                    self.start()
+                self.n += 1
+                req = self.gdir / "in" / f"req-{self.n}"
+                skipped = copy_records(records, req)
+                inner_req = f"{self.inner_in}/req-{self.n}"
+                verdict_file = f"{self.inner_out}/verdict-{self.n}.json"
+                code = f"__dg__.judge({inner_req!r}, {verdict_file!r})"
+                try:
+                    self.proc.stdin.write(json.dumps({"code": code, "timeout_s": max(60.0, self.cfg.timeout_s)}) + "\n")
+                    self.proc.stdin.flush()
+                except OSError:
+                    continue
+                line = self._readline(max(60.0, self.cfg.timeout_s) + 30)
+                shutil.rmtree(req, ignore_errors=True)
+                if line is None:
+                    kill_session(self.proc.pid)
+                    continue
+                answer = json.loads(line)
+                if answer.get("error"):
+                    return {"error": f"the judge failed on these records ({answer['error']})", "skipped": skipped}
+                host = self.gdir / "out" / f"verdict-{self.n}.json"
+                try:
+                    verdict = json.loads(read_regular(str(host), 32 * 2**20))
+                finally:
+                    try:
+                        host.unlink()
+                    except OSError:
+                        pass
+                verdict["skipped"] = skipped
+                return verdict
+            return {"error": "the judge is not running"}
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            kill_session(self.proc.pid)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+            self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+        if self.gdir is not None:
+            shutil.rmtree(self.gdir, ignore_errors=True)
+            self.gdir = None
 
 
 # ---------------------------------------------------------------- scoring
@@ -383,15 +741,16 @@ class _CheckCell:
     kind: str
     results: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    collected: bool = False
+    weak: bool = False
 
 
 @dataclass
 class _ExState:
-    cells: list[_CheckCell] = field(default_factory=list)  # one per master check cell that was reached
+    cells: list[_CheckCell] = field(default_factory=list)  # one per master check cell that was judged
     learner_errors: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
-    tampered: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    check_errors: dict[int, str] = field(default_factory=dict)  # what a check cell raised in the learner's run
 
     @property
     def results(self) -> list[dict[str, Any]]:
@@ -399,7 +758,7 @@ class _ExState:
 
 
 def parse_run(executed: Any | None, report: dict[str, Any], master: Master) -> tuple[dict[str, _ExState], str]:
-    """Collect verdicts, errors and restorations per exercise from an executed graded notebook; also the stop reason."""
+    """Errors of the learner's cells and what the guards restored, per exercise; also the stop reason."""
     states = {ex_id: _ExState() for ex_id in master.exercises}
     stop = ""
     if executed is None:
@@ -420,21 +779,45 @@ def parse_run(executed: Any | None, report: dict[str, Any], master: Master) -> t
         if st is None:
             continue
         err = _error(cell)
+        if role == "check" and err:
+            st.check_errors[int(meta.get("index", -1))] = err
         if role == "learner" and err:
             st.learner_errors.append(("your exercise cell" if meta.get("what") == "exercise" else "a cell you added")
                                      + f" raised {err}")
-        elif role == "check" and (cell.get("execution_count") is not None or cell.get("outputs")):
-            st.cells.append(_CheckCell(meta.get("kind", ""), error=err))
         for payload in _payloads(cell):
             if role == "leave" and payload.get("restored"):
-                st.restored += [str(x) for x in payload["restored"]]
-            if role == "collect" and st.cells:
-                st.cells[-1].results += [r for r in payload.get("results", []) if isinstance(r, dict)]
-                st.cells[-1].collected = True
-                st.tampered += [str(x) for x in payload.get("tampered", [])]
+                st.restored += [str(x)[:80] for x in payload["restored"]][:20]
     if not stop and report.get("status") not in ("complete", None):
         stop = report.get("message") or report.get("status")
     return states, stop
+
+
+def apply_verdicts(states: dict[str, _ExState], master: Master, verdict: dict[str, Any]) -> None:
+    """Put the judge's verdicts into each exercise's state, check cell by check cell (master order).
+
+    A check cell the run never reached ends the list (its checks are "not run", with the stop reason);
+    one without usable records before a cell that has them "could not run".
+    """
+    cells = verdict.get("cells", {})
+    problems = verdict.get("problems", {})
+    for ex in master.exercises.values():
+        st = states[ex.id]
+        info = [(i, TAG_SELF_CHECK if i in ex.self_checks else TAG_HIDDEN_CHECK, cells.get(str(i)))
+                for i in ex.check_cells]
+        ran = [k for k, (_, _, r) in enumerate(info) if r and r.get("ran")]
+        last_ran = max(ran) if ran else -1
+        for k, (i, kind, r) in enumerate(info):
+            if r and r.get("ran"):
+                results = [x for x in r.get("verdicts", []) if isinstance(x, dict)]
+                error = r.get("error")
+                if error and error.startswith("NotRecorded") and i in st.check_errors:
+                    error = st.check_errors[i]  # the function was never called there: say why
+                st.cells.append(_CheckCell(kind, results=results, error=error, weak=bool(r.get("weak"))))
+            elif k < last_ran or problems.get(str(i)):
+                st.cells.append(_CheckCell(kind, error=problems.get(str(i))
+                                           or "no values were recorded for this check cell"))
+            else:
+                break
 
 
 def expected_checks(st: _ExState) -> list[list[dict[str, Any]]]:
@@ -444,76 +827,80 @@ def expected_checks(st: _ExState) -> list[list[dict[str, Any]]]:
 
 
 def score_exercise(points: float, st: _ExState, expected: list[list[dict[str, Any]]] | None,
-                   stop: str, note: str | None) -> tuple[float, str, int, int]:
-    """``(points, feedback, checks passed, checks total)`` for one exercise.
+                   stop: str, note: str | None) -> tuple[float, str, int, int, list[dict[str, Any]], list[str]]:
+    """``(points, feedback, checks passed, checks total, details, notes)`` for one exercise.
 
     Verdicts are matched to the expected checks cell by cell, in order; an expected check without a
-    verdict failed, with the reason (its check cell raised, or the run stopped before it).
+    verdict failed, with the reason (its check cell raised, or the run stopped before it). A verdict
+    on a value computed in the learner's process (``weak``) counts only when every other check of the
+    exercise passed. An exercise with ``findings`` scores 0.
     """
     if not expected:  # no calibration: count what ran
-        expected = [[{"name": r.get("name"), "points": float(r.get("points", 1.0)), "kind": c.kind} for r in c.results]
-                    for c in st.cells]
+        expected = expected_checks(st)
     total = sum(e["points"] for cell in expected for e in cell)
     n_all = sum(len(cell) for cell in expected)
-    passed_pts, n_passed, parts = 0.0, 0, []
+    strong = [r for c in st.cells if not c.weak for r in c.results]
+    strong_ok = bool(strong) and all(r.get("passed") for r in strong) and not any(c.error for c in st.cells)
+    passed_pts, n_passed, parts, details = 0.0, 0, [], []
     said_stop = False
     for j, exp_cell in enumerate(expected):
         got = st.cells[j] if j < len(st.cells) else None
         for k, e in enumerate(exp_cell):
             label = ("hidden check " if e.get("kind") == TAG_HIDDEN_CHECK else "") + f"'{e.get('name', '?')}'"
+            ok, msg = False, ""
             if got is not None and k < len(got.results):
                 r = got.results[k]
-                if r.get("passed"):
-                    passed_pts += e["points"]
-                    n_passed += 1
+                if r.get("passed") and got.weak and not strong_ok:
+                    msg = ("not counted: this value is computed in your notebook's process, so it counts only "
+                           "when the exercise's other checks pass")
+                elif r.get("passed"):
+                    ok, msg = True, str(r.get("message", ""))
                 else:
-                    parts.append(f"{label}: {r.get('message', 'not yet')}")
+                    msg = str(r.get("message", "not yet"))
             elif got is not None and got.error:
-                parts.append(f"{label}: could not run ({got.error})" if k == len(got.results)
-                             else f"{label}: could not run (same error)")
+                msg = f"could not run ({got.error})" if k == len(got.results) else "could not run (same error)"
             elif not said_stop:
-                parts.append(f"{label}: not run ({stop or 'the run ended before it'})")
+                msg = f"not run ({stop or 'the run ended before it'})"
                 said_stop = True
             else:
-                parts.append(f"{label}: not run")
+                msg = "not run"
+            msg = " ".join(msg.split())[:600]
+            details.append({"check": label, "passed": ok, "points": e["points"], "message": msg})
+            if ok:
+                passed_pts += e["points"]
+                n_passed += 1
+            else:
+                parts.append(f"{label}: {msg}")
     pts = round(points * passed_pts / total, 3) if total > 0 else 0.0
     notes = []
+    if st.findings:
+        notes.append("0 points, for a person to review: the exercise's function " + "; ".join(st.findings))
+        pts = 0.0
     if note and pts < points:
         notes.append(note)
     notes += st.learner_errors[:2]
-    if st.tampered:
-        notes.append("checks rejected: the checking code was modified while they ran ("
-                     + ", ".join(st.tampered[:4]) + ")")
     if st.restored:
         notes.append("restored before checking: " + ", ".join(sorted(set(st.restored))[:6]))
     if n_all == 0:
         parts.append(f"no check ran ({stop or 'the master notebook records no check for this exercise'})")
-    head = f"correct ({n_passed}/{n_all} checks)" if not parts else f"{n_passed}/{n_all} checks passed"
+    head = (f"correct ({n_passed}/{n_all} checks)" if not parts and not st.findings
+            else f"{n_passed}/{n_all} checks passed")
     text = "; ".join([head] + notes) + (": " + " | ".join(parts) if parts else "")
-    return pts, " ".join(text.split()), n_passed, n_all
+    return pts, " ".join(text.split()), n_passed, n_all, details, [" ".join(n.split())[:600] for n in notes]
 
 
-def static_flags(sources: list[str]) -> list[str]:
-    """What a learner's code touches that is worth a human look (reported, never scored)."""
-    return [label for pat, label in SUSPICIOUS if any(re.search(pat, s, flags=re.MULTILINE) for s in sources)]
-
-
-# ---------------------------------------------------------------- the command
+# ---------------------------------------------------------------- tasks, results, resume
 
 
 @dataclass
 class _Task:
-    student: str | None  # None: calibration of the master
+    student: str
     notebook: str
     path: Path | None = None
     sub: Any = None
     status: str = ""  # set when no run is needed (missing, empty, not a notebook)
     message: str = ""
-    executed: Any = None
-    report: dict[str, Any] = field(default_factory=dict)
-    seconds: float | None = None
-    notes: dict[str, str] = field(default_factory=dict)
-    learner_sources: list[str] = field(default_factory=list)
+    key: str = ""
 
 
 def scan_submissions(root: Path, names: set[str]) -> tuple[dict[str, dict[str, Path]], list[str]]:
@@ -524,13 +911,13 @@ def scan_submissions(root: Path, names: set[str]) -> tuple[dict[str, dict[str, P
         if entry.name.startswith("."):
             ignored.append(f"{entry.name}: hidden entry, ignored")
             continue
-        if not entry.is_dir():
+        if not entry.is_dir() or entry.is_symlink():
             ignored.append(f"{entry.name}: not a student folder (expected {root.name}/<student>/<notebook>.ipynb)")
             continue
         files: dict[str, Path] = {}
         for f in sorted(entry.iterdir()):
             rel = f"{entry.name}/{f.name}"
-            if f.is_file() and f.name in names:
+            if f.is_file() and not f.is_symlink() and f.name in names:
                 files[f.name] = f
             elif f.name.startswith("."):
                 ignored.append(f"{rel}: hidden entry, ignored")
@@ -545,9 +932,168 @@ def scan_submissions(root: Path, names: set[str]) -> tuple[dict[str, dict[str, P
     return students, ignored
 
 
-def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConfig | None = None) -> GradeResult:
-    """Grade every ``SUBMISSIONS/<student>/<notebook>.ipynb``; write ``grades.csv``, ``summary.md`` and ``runs/``."""
+def _sha256(path: Path | None) -> str:
+    if path is None:
+        return ""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _settings_key(cfg: GradeConfig) -> str:
+    return json.dumps([GRADER_VERSION, cfg.fast, cfg.timeout_s, cfg.memory_mb, cfg.unsafe, cfg.disk_mb,
+                       cfg.max_processes])
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.\- ]", "_", name)[:150] or "_"
+
+
+def _result_path(out: Path, student: str, notebook: str) -> Path:
+    return out / "results" / _safe_name(student) / f"{notebook}.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove what a previous run wrote (only the grader's own files and folders)."""
+    for d in ("results", "runs", "feedback", "answers", "calibration"):
+        if (out / d).is_dir():
+            shutil.rmtree(out / d)
+    for f in ("grades.csv", "grades_wide.csv", "summary.md"):
+        if (out / f).is_file():
+            (out / f).unlink()
+
+
+def collect_answers(master: Master, sub: Any) -> list[dict[str, Any]]:
+    """Written answers: markdown/raw cells the learner added or edited, with the heading of their section."""
+    from .classroom import STUDENT_NOTE_ID
+
+    by_id = {c.get("id"): c for c in master.nb.cells if c.get("id")}
+    master_text = {source_of(c).strip() for c in master.nb.cells if c.cell_type != "code"}
+    heading = ""
+    out = []
+    for cell in sub.cells:
+        ctype = cell.get("cell_type")
+        src = source_of(cell)
+        mc = by_id.get(cell.get("id"))
+        if mc is not None and mc.cell_type == "markdown":
+            for line in source_of(mc).splitlines():
+                if line.startswith("#"):
+                    heading = line.lstrip("#").strip()
+        if ctype not in ("markdown", "raw") or cell.get("id") == STUDENT_NOTE_ID or not src.strip():
+            continue
+        if mc is not None and source_of(mc).strip() == src.strip():
+            continue
+        if mc is None and src.strip() in master_text:
+            continue
+        out.append({"section": heading[:200], "edited": mc is not None, "text": src[:MAX_ANSWER_CHARS]})
+    return out
+
+
+def _grade_one(task: _Task, master: Master, judge: Judge | None, expected: dict[str, Any], cfg: GradeConfig,
+               threads: int, out: Path, references: dict[str, set[str]]) -> dict[str, Any]:
+    """Run, judge and score one submission; return its result (also written to ``results/``). Never raises."""
     import nbformat
+
+    result: dict[str, Any] = {"key": task.key, "student": task.student, "notebook": task.notebook,
+                              "graded_at": datetime.now().isoformat(timespec="seconds")}
+    rows: list[Row] = []
+    problems: list[str] = []
+    if task.status:
+        for ex in master.exercises.values():
+            rows.append(Row(task.student, task.notebook, ex.id, 0.0, ex.points, f"not graded: {task.message}", 0,
+                            sum(len(c) for c in expected.get(ex.id, [])), task.status))
+        if task.status != "missing":
+            problems.append(f"{task.student}/{task.notebook}: {task.status} — {task.message}")
+        result.update(status=task.status, rows=[r.__dict__ for r in rows], problems=problems, seconds=None)
+        _atomic_write(_result_path(out, task.student, task.notebook), json.dumps(result))
+        return result
+    gdir = _short_tmpdir("dg-")
+    try:
+        nb, notes = build_run(master, task.sub, out_dir=INNER_OUT if not cfg.unsafe else str(gdir / "out"))
+        learner_sources = [source_of(c) for c in nb.cells if c.metadata.get("diffcl_grader", {}).get("role") == "learner"]
+        executed, report, seconds = run_submission(nb, cfg, threads, gdir)
+        verdict = judge.judge(gdir / "out") if judge is not None else {"error": "no judge"}
+        states, stop = parse_run(executed, report, master)
+        apply_verdicts(states, master, verdict)
+        status = report.get("status", "grader-error")
+        if verdict.get("error") and status == "complete":
+            status = "grader-error"
+            stop = verdict["error"]
+        fset = set(exercise_functions(master))
+        review = static.review_flags(learner_sources)
+        restored = sorted({x for st in states.values() for x in st.restored})
+        runtime = []
+        if report.get("max_processes", 0) > 3:
+            runtime.append(f"started processes ({report['max_processes']} at once)")
+        if report.get("output_capped"):
+            runtime.append("output cut at the limit")
+        if verdict.get("skipped"):
+            runtime.append("unexpected files among its records")
+        changed = static.inplace_changes(learner_sources)
+        if changed:
+            review.append("changes the notebook's data in place (" + ", ".join(changed[:4]) + ")")
+        if "the grader cannot compare" in json.dumps(verdict.get("cells", {})):
+            runtime.append("returned values the grader cannot compare")
+        for ex in master.exercises.values():
+            states[ex.id].findings = static.exercise_findings(learner_sources, ex.functions, references[ex.id], fset)
+        findings = {ex_id: st.findings for ex_id, st in states.items() if st.findings}
+        flag_text = "; ".join(filter(None, [
+            ("needs review: " + ", ".join(sorted(findings))) if findings else "",
+            ("restored: " + ", ".join(restored[:8])) if restored else "",
+            ("mentions: " + ", ".join(review)) if review else "",
+            ("run: " + ", ".join(runtime)) if runtime else ""]))
+        for ex in master.exercises.values():
+            pts, text, n_ok, n_all, details, ex_notes = score_exercise(ex.points, states[ex.id], expected.get(ex.id),
+                                                                       stop, notes.get(ex.id))
+            rows.append(Row(task.student, task.notebook, ex.id, pts, ex.points, text, n_ok, n_all, status, flag_text,
+                            round(seconds, 2), details, ex_notes))
+        if status != "complete":
+            problems.append(f"{task.student}/{task.notebook}: {status} — {stop or report.get('message', '')}")
+        if flag_text:
+            problems.append(f"{task.student}/{task.notebook}: review suggested — {flag_text}")
+        if executed is not None:
+            dest = out / "runs" / _safe_name(task.student) / task.notebook
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(executed, str(dest))
+            except Exception as exc:  # the executed copy is a convenience: its loss costs no row
+                log.warning("could not save %s: %s", dest, exc)
+        result.update(status=status, seconds=round(seconds, 2), cpu_seconds=report.get("cpu_seconds"),
+                      isolated=bool(report.get("isolated")), peak_rss_mb=report.get("peak_rss_mb"))
+    except Exception as exc:  # never lose a row: whatever went wrong, every exercise gets one
+        log.exception("could not grade %s/%s", task.student, task.notebook)
+        rows = [Row(task.student, task.notebook, ex.id, 0.0, ex.points,
+                    f"not graded: the grader failed on this submission ({type(exc).__name__}: {exc})",
+                    status="grader-error") for ex in master.exercises.values()]
+        problems = [f"{task.student}/{task.notebook}: grader-error — {type(exc).__name__}: {exc}"]
+        result.update(status="grader-error", seconds=None)
+    finally:
+        shutil.rmtree(gdir, ignore_errors=True)
+    result.update(rows=[r.__dict__ for r in rows], problems=problems,
+                  answers=collect_answers(master, task.sub) if task.sub is not None else [])
+    _atomic_write(_result_path(out, task.student, task.notebook), json.dumps(result))
+    return result
+
+
+def _load_result(path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("rows"), list) else None
+
+
+def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConfig | None = None) -> GradeResult:
+    """Grade every ``SUBMISSIONS/<student>/<notebook>.ipynb``; write the results, the tables, feedback and answers."""
     from tqdm.auto import tqdm
 
     cfg = cfg or GradeConfig()
@@ -563,19 +1109,38 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
         if unknown:
             raise DiffCLError(f"--notebooks: {unknown} are not master notebooks in {cfg.masters} "
                               f"(known: {sorted(masters)})")
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        raise DiffCLError(f"--data {cfg.data_dir}: no such folder")
+    out_res = out.resolve()
+    for inside in (root.resolve(), Path(cfg.masters).resolve()):
+        if out_res == inside or inside in out_res.parents:
+            raise DiffCLError(f"--out {out} is inside {inside}; write the grades somewhere else")
+    if not cfg.unsafe:
+        why = isolation_problem()
+        if why:
+            raise DiffCLError(f"this machine cannot isolate submissions ({why}); grading would run students' code "
+                              f"with your rights — enable user namespaces, or pass --unsafe to grade anyway")
     students, ignored = scan_submissions(root, set(masters))
-    if cfg.notebooks:
-        graded = list(cfg.notebooks)
-    else:
-        graded = sorted({n for files in students.values() for n in files})
+    graded = list(cfg.notebooks) if cfg.notebooks else sorted({n for files in students.values() for n in files})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = cfg.jobs or cores
     threads = max(1, cores // jobs)
-    problems: list[str] = []
-    tasks: list[_Task] = [_Task(None, name) for name in graded]
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        _clear_previous(out)
+    settings = _settings_key(cfg)
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    tasks: list[_Task] = []
     for student, files in students.items():
         for name in graded:
             task = _Task(student, name, files.get(name))
+            task.key = hashlib.sha256(json.dumps([settings, _sha256(masters[name].path), _sha256(task.path)])
+                                      .encode()).hexdigest()
+            if cfg.resume:
+                old = _load_result(_result_path(out, student, name), task.key)
+                if old is not None:
+                    results[(student, name)] = old
+                    continue
             if task.path is None:
                 task.status, task.message = "missing", f"not submitted: no {name} in {student}/"
             else:
@@ -586,123 +1151,120 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
                     task.status = "empty" if empty else "not-a-notebook"
                     task.message = "the file is empty" if empty else str(exc).split(": ", 1)[-1]
             tasks.append(task)
-    to_run = [t for t in tasks if not t.status]
-    log.info("grading %d run(s) (%d calibration) with %d job(s)", len(to_run), len(graded), jobs)
-
-    def work(task: _Task) -> _Task:
-        try:
-            nb, task.notes = build_run(masters[task.notebook], task.sub)
-            if task.sub is not None:
-                task.learner_sources = [source_of(c) for c in nb.cells
-                                        if c.metadata.get("diffcl_grader", {}).get("role") == "learner"]
-            task.executed, task.report, task.seconds = run_notebook(nb, cfg, threads)
-        except Exception as exc:  # a submission so odd that the run cannot even be built: a row, not a crash
-            log.exception("could not grade %s/%s", task.student, task.notebook)
-            task.status, task.message = "grader-error", f"could not prepare the run: {type(exc).__name__}: {exc}"
-        return task
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(work, t) for t in to_run]
-        for fut in tqdm(futures, desc="grading", unit="run", disable=not cfg.progress):
-            fut.result()
-
-    # calibration: the master's own solutions fix the expected checks of every exercise
-    expected: dict[str, dict[str, list[list[dict[str, Any]]]]] = {}
-    calibration: dict[str, str] = {}
-    for task in tasks:
-        if task.student is not None:
-            continue
-        master = masters[task.notebook]
-        try:
-            states, stop = parse_run(task.executed, task.report, master)
-        except Exception as exc:  # pragma: no cover - the grader's own notebook is unreadable
-            log.exception("calibration of %s failed", task.notebook)
-            states, stop = {ex_id: _ExState() for ex_id in master.exercises}, f"{type(exc).__name__}: {exc}"
-        expected[task.notebook] = {}
-        bad = []
-        for ex_id, st in states.items():
-            expected[task.notebook][ex_id] = expected_checks(st)
-            failing = [str(r.get("name")) for r in st.results if not r.get("passed")]
-            errors = [c.error for c in st.cells if c.error] + st.learner_errors
-            n_cells = len(master.exercises[ex_id].check_cells)
-            if failing or errors or len(st.cells) < n_cells or not st.results:
-                bad.append(f"{ex_id} ({'; '.join(failing + errors) or 'not every check cell ran'})")
-        n_checks = sum(len(c) for v in expected[task.notebook].values() for c in v)
-        if bad or task.report.get("status") != "complete":
-            msg = (f"{task.notebook}: the master's own solutions do not pass all checks — rows of these exercises may "
-                   f"be wrong: {', '.join(bad) or stop or task.report.get('message')}")
-            problems.append(msg)
-            calibration[task.notebook] = msg
-        else:
-            calibration[task.notebook] = (f"{task.notebook}: solutions pass all {n_checks} checks of "
-                                          f"{len(master.exercises)} exercises ({task.seconds:.1f} s)")
-
-    rows: list[Row] = []
-    run_seconds: list[float] = []
-    cpu_seconds: list[float] = []
-    runs_dir = out / "runs"
-    def rows_of(task: _Task) -> None:
-        master = masters[task.notebook]
-        if task.seconds is not None:
-            run_seconds.append(task.seconds)
-        if task.report.get("cpu_seconds"):
-            cpu_seconds.append(float(task.report["cpu_seconds"]))
-        if task.executed is not None:
-            dest = runs_dir / task.student / task.notebook
+    resumed = len(results)
+    calibration: dict[str, dict[str, Any]] = {}
+    n_runs = sum(1 for t in tasks if not t.status)
+    log.info("grading %d run(s) with %d job(s); %d kept from a previous run", n_runs, jobs, resumed)
+    bar = tqdm(total=n_runs, desc="grading", unit="run", disable=not cfg.progress)
+    refs = {name: {ex.id: static.reference_names([source_of(masters[name].nb.cells[i]) for i in ex.check_cells],
+                                                 ex.functions) for ex in masters[name].exercises.values()}
+            for name in graded}
+    try:
+        # `jobs` notebooks at a time: their masters are calibrated first, together and with no submission
+        # running; then their submissions are graded (`jobs` at a time) and their judges closed
+        for first in range(0, len(graded), jobs):
+            chunk = graded[first:first + jobs]
+            judges = _calibrate(chunk, masters, tasks, cfg, threads, out, calibration)
             try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(task.executed, str(dest))
-            except Exception as exc:  # the executed copy is a convenience: its loss costs no row
-                log.warning("could not save %s: %s", dest, exc)
-        if task.status:
-            for ex in master.exercises.values():
-                rows.append(Row(task.student, task.notebook, ex.id, 0.0, ex.points,
-                                f"not graded: {task.message}", 0,
-                                sum(len(c) for c in expected.get(task.notebook, {}).get(ex.id, [])),
-                                task.status))
-            if task.status != "missing":
-                problems.append(f"{task.student}/{task.notebook}: {task.status} — {task.message}")
-            return
-        states, stop = parse_run(task.executed, task.report, master)
-        status = task.report.get("status", "grader-error")
-        flags = static_flags(task.learner_sources)
-        restored = sorted({x for st in states.values() for x in st.restored})
-        tampered = sorted({x for st in states.values() for x in st.tampered})
-        flag_text = "; ".join(filter(None, [
-            ("restored: " + ", ".join(restored)) if restored else "",
-            ("rejected: " + ", ".join(tampered)) if tampered else "",
-            ("mentions: " + ", ".join(flags)) if flags else ""]))
-        for ex in master.exercises.values():
-            pts, text, n_ok, n_all = score_exercise(ex.points, states[ex.id],
-                                                    expected.get(task.notebook, {}).get(ex.id), stop,
-                                                    task.notes.get(ex.id))
-            rows.append(Row(task.student, task.notebook, ex.id, pts, ex.points, text, n_ok, n_all, status, flag_text,
-                            task.seconds))
-        if status != "complete":
-            problems.append(f"{task.student}/{task.notebook}: {status} — {stop or task.report.get('message', '')}")
-        if flag_text:
-            problems.append(f"{task.student}/{task.notebook}: review suggested — {flag_text}")
+                todo = [t for t in tasks if t.notebook in chunk]
+                for t in todo:
+                    if t.status:
+                        results[(t.student, t.notebook)] = _grade_one(
+                            t, masters[t.notebook], None, calibration[t.notebook]["expected"], cfg, threads, out,
+                            refs[t.notebook])
+                with ThreadPoolExecutor(max_workers=jobs) as pool:
+                    futures = {pool.submit(_grade_one, t, masters[t.notebook], judges.get(t.notebook),
+                                           calibration[t.notebook]["expected"], cfg, threads, out,
+                                           refs[t.notebook]): t for t in todo if not t.status}
+                    for fut in as_completed(futures):
+                        t = futures[fut]
+                        results[(t.student, t.notebook)] = fut.result()
+                        bar.update(1)
+            finally:
+                for judge in judges.values():
+                    judge.close()
+    finally:
+        bar.close()
+    return _finish(out, root, cfg, masters, graded, students, ignored, results, calibration, jobs, resumed, t_start)
 
-    for task in tasks:
-        if task.student is None:
-            continue
-        n_before = len(rows)
+
+def _calibrate(names: list[str], masters: dict[str, Master], tasks: list[_Task], cfg: GradeConfig, threads: int,
+               out: Path, calibration: dict[str, dict[str, Any]]) -> dict[str, Judge]:
+    """Start the judges of ``names`` (in parallel); fill ``calibration``; raise the first CalibrationError."""
+    judges: dict[str, Judge] = {}
+    need = []
+    for name in names:
+        cal_path = out / "calibration" / f"{name}.json"
+        stored = None
+        if cfg.resume and cal_path.is_file():
+            try:
+                stored = json.loads(cal_path.read_text())
+            except (OSError, ValueError):
+                stored = None
+        if stored and stored.get("master_sha256") != _sha256(masters[name].path):
+            stored = None
+        if stored is not None:
+            calibration[name] = stored
+        if stored is None or any(t.notebook == name and not t.status for t in tasks):
+            need.append(name)
+            judges[name] = Judge(masters[name], cfg, threads)
+    errors: list[BaseException] = []
+
+    def start(name: str) -> None:
         try:
-            rows_of(task)
-        except Exception as exc:  # never lose a row: whatever went wrong, every exercise gets one
-            log.exception("could not score %s/%s", task.student, task.notebook)
-            del rows[n_before:]
-            for ex in masters[task.notebook].exercises.values():
-                rows.append(Row(task.student, task.notebook, ex.id, 0.0, ex.points,
-                                f"not graded: the grader failed on this submission ({type(exc).__name__}: {exc})",
-                                status="grader-error"))
-            problems.append(f"{task.student}/{task.notebook}: grader-error — {type(exc).__name__}: {exc}")
-    wall = time.monotonic() - t_start
-    result = GradeResult(out, rows, problems, calibration, wall, run_seconds, jobs, cpu_seconds)
-    out.mkdir(parents=True, exist_ok=True)
+            judges[name].start()
+            calibration[name] = judges[name].summary()
+            _atomic_write(out / "calibration" / f"{name}.json", json.dumps(calibration[name]))
+        except BaseException as exc:  # noqa: BLE001 - reported below, after every judge of the chunk started
+            errors.append(exc)
+
+    threads_ = [threading.Thread(target=start, args=(n,), name=f"calibrate {n}") for n in need]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join()
+    if errors:
+        for judge in judges.values():
+            judge.close()
+        raise errors[0]
+    return judges
+
+
+def _finish(out: Path, root: Path, cfg: GradeConfig, masters: dict[str, Master], graded: list[str],
+            students: dict[str, dict[str, Path]], ignored: list[str], results: dict[tuple[str, str], dict[str, Any]],
+            calibration: dict[str, dict[str, Any]], jobs: int, resumed: int, t_start: float) -> GradeResult:
+    rows: list[Row] = []
+    problems: list[str] = []
+    run_seconds, cpu_seconds = [], []
+    for student in students:
+        for name in graded:
+            res = results.get((student, name))
+            if res is None:
+                continue
+            rows += [Row(**r) for r in res["rows"]]
+            problems += res.get("problems", [])
+            if res.get("seconds") is not None and res.get("status") not in ("missing", "empty", "not-a-notebook"):
+                run_seconds.append(float(res["seconds"]))
+            if res.get("cpu_seconds"):
+                cpu_seconds.append(float(res["cpu_seconds"]))
+    result = GradeResult(out, rows, problems, {n: c["text"] for n, c in calibration.items()},
+                         time.monotonic() - t_start, run_seconds, jobs, cpu_seconds, isolated=not cfg.unsafe,
+                         resumed=resumed)
     _write_csv(out / "grades.csv", rows)
-    (out / "summary.md").write_text(_summary(result, root, cfg, masters, graded, students, ignored), encoding="utf-8")
+    _write_wide(out / "grades_wide.csv", rows, masters, graded, students)
+    for (student, name), res in results.items():
+        if name in graded:
+            _atomic_write(out / "feedback" / _safe_name(student) / f"{Path(name).stem}.md",
+                          feedback_markdown(student, masters[name], [Row(**r) for r in res["rows"]]))
+    for name in graded:
+        _atomic_write(out / "answers" / f"{Path(name).stem}.md",
+                      answers_markdown(masters[name], [(s, results.get((s, name), {}).get("answers", []))
+                                                       for s in students]))
+    _atomic_write(out / "summary.md", _summary(result, root, cfg, masters, graded, students, ignored))
     return result
+
+
+# ---------------------------------------------------------------- what is written
 
 
 def _write_csv(path: Path, rows: list[Row]) -> None:
@@ -715,23 +1277,81 @@ def _write_csv(path: Path, rows: list[Row]) -> None:
     os.replace(tmp, path)
 
 
+def _write_wide(path: Path, rows: list[Row], masters: dict[str, Master], graded: list[str],
+                students: dict[str, dict[str, Path]]) -> None:
+    """One row per student, one column per exercise (its points), one total (for a learning platform)."""
+    cols: list[tuple[str, str]] = [(n, ex.id) for n in graded for ex in masters[n].exercises.values()]
+    ids = [e for _, e in cols]
+    names = [e if ids.count(e) == 1 else f"{Path(n).stem}:{e}" for n, e in cols]
+    pts = {(r.student, r.notebook, r.exercise): r.points for r in rows}
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["student", *names, "total"])
+        for s in students:
+            vals = [pts.get((s, n, e), 0.0) for n, e in cols]
+            w.writerow([s, *(_fmt(round(v, 2)) for v in vals), _fmt(round(sum(vals), 2))])
+        w.writerow(["(max)", *(_fmt(ex.points) for n in graded for ex in masters[n].exercises.values()),
+                    _fmt(sum(masters[n].max_points for n in graded))])
+    os.replace(tmp, path)
+
+
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Learner-controlled text made inert in markdown (no HTML, no table breaks)."""
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+            .replace("\n", " "))
+
+
+def feedback_markdown(student: str, master: Master, rows: list[Row]) -> str:
+    """What a student gets back for one notebook: each exercise, its points, each check's message (hints included)."""
+    total = sum(r.points for r in rows)
+    lines = [f"# {_md(master.name)} — feedback for {_md(student)}", "",
+             f"**{_fmt(round(total, 2))} / {_fmt(master.max_points)} points.**", ""]
+    status = {r.status for r in rows} - {"complete"}
+    if status:
+        lines += [f"Run: {_md(', '.join(sorted(status)))}.", ""]
+    for r in rows:
+        lines += [f"## Exercise {_md(r.exercise)}: {_fmt(round(r.points, 2))} / {_fmt(r.max_points)}", ""]
+        for d in r.details:
+            mark = "✅" if d.get("passed") else "❌"
+            lines.append(f"- {mark} {_md(d.get('check', ''))}: {_md(d.get('message', ''))}")
+        if not r.details:
+            lines.append(f"- {_md(r.feedback)}")
+        lines += [f"- Note: {_md(n)}" for n in r.notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def answers_markdown(master: Master, per_student: list[tuple[str, list[dict[str, Any]]]]) -> str:
+    """The written answers of every student for one notebook, for grading by hand."""
+    lines = [f"# Written answers — {master.name}", "",
+             "Markdown cells the students added (or master text cells they edited), under the heading of the "
+             "section they are in. Grade them by hand.", ""]
+    for student, answers in per_student:
+        lines += [f"## {_md(student)}", ""]
+        if not answers:
+            lines += ["(no written answers)", ""]
+        for a in answers:
+            where = f"section “{a.get('section') or 'start'}”" + (" (edited cell)" if a.get("edited") else "")
+            lines += [f"**{_md(where)}**", ""]
+            lines += ["> " + line for line in str(a.get("text", "")).replace("<", "&lt;").splitlines()] + [""]
+    return "\n".join(lines)
 
 
 def _summary(result: GradeResult, root: Path, cfg: GradeConfig, masters: dict[str, Master], graded: list[str],
              students: dict[str, dict[str, Path]], ignored: list[str]) -> str:
     rows = result.rows
     secs = result.run_seconds
+    iso = ("each submission isolated (namespaces: own root, no network, own processes)" if result.isolated
+           else "NOT isolated (--unsafe: submissions ran with your rights)")
     lines = [f"# Grades: {root.name}", "",
              f"{datetime.now():%Y-%m-%d %H:%M} — {len(students)} student folder(s), notebooks: "
              f"{', '.join(graded) or 'none'}; masters from `{cfg.masters}`; "
-             f"{'fast' if cfg.fast else 'full'} mode, time limit {cfg.timeout_s:g} s, memory limit {cfg.memory_mb} MB "
-             f"per submission, {result.jobs} job(s).", "",
-             f"{len(secs)} submission run(s), plus {len(graded)} calibration run(s) of the masters, took "
-             f"{result.wall_s:.1f} s in all"
-             + (f"; per submission median {statistics.median(secs):.1f} s, max {max(secs):.1f} s." if secs else "."),
-             ""]
+             f"{'fast' if cfg.fast else 'full'} mode, time limit {cfg.timeout_s:g} s, memory limit {cfg.memory_mb} MB, "
+             f"disk {cfg.disk_mb} MB, {cfg.max_processes} processes per submission, {result.jobs} job(s); {iso}.", "",
+             f"{len(secs)} submission run(s) took {result.wall_s:.1f} s in all (calibration included)"
+             + (f"; per submission median {statistics.median(secs):.1f} s, max {max(secs):.1f} s." if secs else ".")
+             + (f" {result.resumed} result(s) kept from the previous run (--resume)." if result.resumed else ""), ""]
     if result.cpu_seconds:
         est = result.estimate_s(200, 2) or 0.0
         lines += [f"CPU time per submission (worker and kernel): median {statistics.median(result.cpu_seconds):.1f} s, "
@@ -761,5 +1381,7 @@ def _summary(result: GradeResult, root: Path, cfg: GradeConfig, masters: dict[st
     lines += [f"- {_md(a)}" for a in attention] or ["- nothing"]
     lines += ["", "## Masters (calibration with their own solutions)", ""]
     lines += [f"- {_md(v)}" for v in result.calibration.values()] or ["- none"]
-    lines += ["", "Columns of grades.csv: " + ", ".join(CSV_COLUMNS) + ". Executed grading notebooks: `runs/`.", ""]
+    lines += ["", "Columns of grades.csv: " + ", ".join(CSV_COLUMNS) + ". One row per student in grades_wide.csv. "
+              "Feedback per student: `feedback/`; written answers: `answers/`; executed grading notebooks: `runs/`; "
+              "one result file per submission: `results/`.", ""]
     return "\n".join(lines)
