@@ -62,7 +62,6 @@ __all__ = [
     "knn_graph",
     "default_modality_weights",
     "item_item_graph",
-    "features_hash",
     "graph_summary",
     "neighbour_topic_agreement",
 ]

@@ -22,6 +22,9 @@ from torch.func import functional_call
 from .diffusion import Denoiser, GaussianDiffusion, make_schedule
 from .errors import DiffCLError
 
+__all__ = ["ViewGenerator", "RandomNoiseViews", "DiffusionViews", "make_view_generator", "simgcl_perturb",
+           "angular_deviation", "matched_random_views", "topic_purity", "compare_views", "view_noise_sweep"]
+
 
 class ViewGenerator(nn.Module):
     """Base class: ``forward(x) -> (z1, z2)``; ``loss(x)`` is the generator's own loss."""
