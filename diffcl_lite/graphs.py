@@ -1,6 +1,7 @@
 """Graphs: the user-item graph, LightGCN propagation and the item-item kNN graph.
 
-Introduced in notebook 01 (user-item graph, LightGCN) and notebook 02 (item-item graph).
+Introduced in notebook 00 (a first kNN query on the features), then notebook 01 (user-item graph,
+LightGCN) and notebook 02 (item-item graph).
 
 Conventions (which are the paper's and which are ours)
 -----------------------------------------------------
@@ -908,9 +909,10 @@ def fused_topic_agreement(
     rows: np.ndarray | None = None,
     fuse: str = "graph",
 ) -> float:
-    """Topic agreement of the fused item-item graph for modality weights (notebook 02 widgets).
+    """Topic agreement of the fused item-item graph for modality weights.
 
-    Introduced in notebook 02 (item-item graph). Weights: ``image_weight`` (image gets ``w``, the
+    The one-weight reference of :func:`topic_agreement_sweep`, which notebook 02's figure and
+    widget call. Weights: ``image_weight`` (image gets ``w``, the
     other of exactly two modalities ``1 - w``; MMRec default 0.1) or a full ``weights`` dict
     (``image_weight=None``). ``fuse="graph"`` is the FREEDOM/DiffCL recipe, ``S = sum_m w_m S_hat_m``
     (:func:`item_item_graph`) scored with :func:`graph_topic_agreement`; ``fuse="similarity"``

@@ -1,7 +1,9 @@
 """The recommenders: DiffCL and the baselines MF-BPR and LightGCN, in one code path.
 
-Introduced in notebook 08 (full training); the pieces appear earlier: LightGCN propagation in 01,
-the item-item graph in 02, diffusion views in 03-05, alignment in 06.
+Introduced in notebook 05 (``DiffCLConfig``: a short DiffCL run whose views the notebook inspects);
+notebooks 06-07 train small models, notebook 08 trains and compares all three. The pieces appear
+earlier: LightGCN propagation in 01, the item-item graph in 02, diffusion views in 03-05,
+alignment in 06.
 
 All three models share one interface (:class:`Recommender`):
 

@@ -1,7 +1,8 @@
 """Training: BPR triplets, the epoch loop, early stopping, checkpoints, resume.
 
-Introduced in notebook 08 (full training); ``python -m diffcl_lite train`` calls
-:func:`run_experiment`, the same function the notebook calls.
+Introduced in notebook 05 (a short :func:`run_experiment` whose views the notebook inspects); the
+full protocol is notebook 08 (full training). ``python -m diffcl_lite train`` calls
+:func:`run_experiment`, the same function the notebooks call.
 
 Protocol (MMRec): Adam; one uniform negative per train positive, resampled when it is a train
 item of the user; evaluate on valid every ``eval_every`` epochs; early stopping on valid
