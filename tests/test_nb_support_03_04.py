@@ -228,7 +228,13 @@ def test_plot_forward_noising_changes_with_t_and_clips():
     f_big = viz.plot_forward_noising(pts, lab, t=99, steps=20, kind="cosine")
     assert "t = 20" in f_big.axes[0].get_title()
     emb = np.random.default_rng(0).standard_normal((60, 5))
-    viz.plot_forward_noising(emb, None, t=3, steps=10)
+    f_emb = viz.plot_forward_noising(emb, None, t=3, steps=10)
+    grey, noisy = f_emb.axes[0].collections[:2]
+    # embeddings are drawn on the clean points' two principal axes: covariance eigenvectors as reference
+    xc = emb - emb.mean(0)
+    ref = xc @ np.linalg.eigh(xc.T @ xc)[1][:, ::-1][:, :2]
+    np.testing.assert_allclose(np.abs(grey.get_offsets()), np.abs(ref), atol=1e-4)
+    assert noisy.get_offsets().shape == (60, 2) and len(f_emb.axes[0].collections) == 2  # no labels: one colour
 
 
 def test_plot_reverse_trajectories_and_diffusion_view():
@@ -249,8 +255,17 @@ def test_plot_reverse_trajectories_and_diffusion_view():
     fig_v = viz.plot_diffusion_view(x0, lab, Oracle(x0), diff, t=10)
     assert "to own $x_0$ 0.000" in fig_v.axes[1].get_title()  # the oracle's view is x0 itself
     assert "t = 10" in fig_v.axes[0].get_title()
-    emb = torch.randn(40, 6)
-    viz.plot_reverse_trajectories([emb + 1, emb], None, reference=emb)
+    emb = torch.randn(40, 6, generator=torch.Generator().manual_seed(0))
+    fig_e = viz.plot_reverse_trajectories([emb + 1, emb], None, reference=emb)
+    ax_e = fig_e.axes[0]
+    ref_xy, start_xy, end_xy = (c.get_offsets() for c in ax_e.collections)
+    assert len(ax_e.lines) == 30  # n_paths of the 40 points
+    # projected on the reference's axes: the end (= the reference) lands on the grey points, and the
+    # start x + 1 is the same picture shifted by one constant vector
+    np.testing.assert_allclose(end_xy, ref_xy, atol=1e-5)
+    shift = np.asarray(start_xy) - np.asarray(end_xy)
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-5)
+    assert np.linalg.norm(shift[0]) > 0.01
 
 
 # ------------------------------------------------------------------ widgets

@@ -68,8 +68,13 @@ def test_setup_notebook_fast_mode(monkeypatch, tmp_path):
     monkeypatch.setenv("DIFFCL_FAST", "1")
     monkeypatch.setenv("DIFFCL_FIGURES", str(tmp_path / "figs"))
     assert fast_mode()
+    monkeypatch.setenv("DIFFCL_DEVICE", "cpu")  # the environment variable wins over "auto"
     ctx = setup_notebook(seed=3)
-    assert ctx.fast and ctx.device.type in ("cpu", "cuda", "mps") and ctx.pick(100, 5) == 5
+    assert ctx.fast and ctx.device == torch.device("cpu") and ctx.pick(100, 5) == 5
+    # seeded: the next draw is the one torch.manual_seed(3) gives
+    draw = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(draw, torch.rand(3))
     assert (tmp_path / "figs").is_dir()
     monkeypatch.setenv("DIFFCL_FAST", "0")
     assert not fast_mode()
