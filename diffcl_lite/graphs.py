@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from .errors import DiffCLError
 from .fileutil import atomic_write_bytes
-from .utils import features_hash
+from .utils import features_hash, to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _sig(x: float, digits: int = 6) -> float:
 def _check_train(n_users: int, n_items: int, train: np.ndarray) -> np.ndarray:
     if int(n_users) < 1 or int(n_items) < 1:
         raise DiffCLError(f"n_users={n_users}, n_items={n_items}: both must be >= 1.")
-    arr = train.detach().cpu().numpy() if isinstance(train, torch.Tensor) else np.asarray(train)
+    arr = to_numpy(train)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise DiffCLError(
             f"train has shape {arr.shape}; expected (n, 2) with columns (user, item), e.g. dataset.train."
@@ -583,10 +583,7 @@ def item_item_graph(
 
     cache_path: Path | None = None
     if cache_dir is not None:
-        arrays = {
-            m: (features[m].detach().cpu().numpy() if isinstance(features[m], torch.Tensor) else np.asarray(features[m]))
-            for m in names
-        }
+        arrays = {m: to_numpy(features[m]) for m in names}
         key = features_hash(arrays, k=int(k), weights=sorted(w.items()), kind="item_item_graph_v1")
         cache_path = Path(cache_dir) / f"item_item_{key[:24]}.pt"
         if cache_path.exists():
@@ -718,8 +715,8 @@ def neighbour_topic_agreement(idx: np.ndarray | torch.Tensor, labels: np.ndarray
     Introduced in notebook 02 (item-item graph). ``idx`` is ``(n, k)`` as from :func:`knn_indices`,
     ``labels`` is ``(n,)``. 1.0 means every neighbour has the same topic as its item.
     """
-    idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    idx_np = to_numpy(idx)
+    lab = to_numpy(labels)
     if idx_np.ndim != 2 or lab.ndim != 1 or idx_np.shape[0] != lab.shape[0]:
         raise DiffCLError(
             f"idx has shape {idx_np.shape} and labels {lab.shape}; expected idx (n, k) and labels (n,)."
@@ -770,7 +767,7 @@ def topic_separation(x: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Te
     dot product could use (random, or all collapsed onto one direction); larger is better. ``O(n d)``:
     per topic ``c``, ``sum_{i != j in c} u_i . u_j = ||s_c||^2 - n_c`` with ``s_c = sum_{i in c} u_i``.
     """
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    lab = to_numpy(labels)
     n_rows = x.shape[0]
     if lab.ndim != 1 or lab.shape[0] != n_rows:
         raise DiffCLError(f"labels has shape {lab.shape} but x has {n_rows} rows; give one label per row.")
@@ -849,7 +846,7 @@ def graph_topic_agreement(
     Accepts torch sparse/dense tensors, scipy matrices and numpy arrays.
     """
     row, col, val, shape = _to_coo_parts(graph)
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    lab = to_numpy(labels)
     if shape[0] != shape[1] or lab.shape != (shape[0],):
         raise DiffCLError(f"graph has shape {shape} and labels {lab.shape}; expected (n, n) and (n,).")
     if rows is not None:
@@ -928,7 +925,7 @@ def fused_topic_agreement(
         return graph_topic_agreement(g, labels, rows=rows)
     if fuse == "similarity":
         idx, _ = fused_knn_indices(features, k=k, weights=w)
-        lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        lab = to_numpy(labels)
         idx_np = idx.numpy()
         if rows is not None:
             r = np.asarray(rows)
@@ -956,7 +953,7 @@ def topic_agreement_sweep(
     """
     names = list(features)
     groups = dict(groups) if groups is not None else {"all": None}
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    lab = to_numpy(labels)
     weights = [_image_weight_split(names, w) for w in image_weights]
     out: dict[str, list[float]] = {g: [] for g in groups}
     empty = {g: m is not None and not np.asarray(m).any() for g, m in groups.items()}
@@ -991,8 +988,8 @@ def knn_overlap(idx_a: np.ndarray | torch.Tensor, idx_b: np.ndarray | torch.Tens
     Introduced in notebook 02 (image vs text graphs): items whose image and text neighbourhoods
     share nothing are suspects for a noisy modality. Both are ``(n, k)`` neighbour lists.
     """
-    a = idx_a.detach().cpu().numpy() if isinstance(idx_a, torch.Tensor) else np.asarray(idx_a)
-    b = idx_b.detach().cpu().numpy() if isinstance(idx_b, torch.Tensor) else np.asarray(idx_b)
+    a = to_numpy(idx_a)
+    b = to_numpy(idx_b)
     if a.ndim != 2 or a.shape != b.shape:
         raise DiffCLError(f"idx_a has shape {a.shape} and idx_b {b.shape}; expected two (n, k) arrays of the same shape.")
     # overlap_i = |N_a(i) ∩ N_b(i)| / k

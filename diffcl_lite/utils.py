@@ -18,7 +18,7 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["get_device", "seed_everything", "features_hash"]
+__all__ = ["get_device", "seed_everything", "features_hash", "to_numpy"]
 
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -96,3 +96,8 @@ def features_hash(features: Mapping[str, np.ndarray], **params: Any) -> str:
     for key in sorted(params):
         h.update(f"{key}={params[key]!r}".encode())
     return h.hexdigest()
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array: a tensor is detached and moved to the CPU first (same dtype, no copy if possible)."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
