@@ -47,7 +47,13 @@ def test_diffcl_loss_terms_follow_ablation_flags(small):
     rnd = DiffCL(small, DiffCLConfig(embedding_dim=8, view_kind="random")).loss(u, p, n)
     assert rnd["diff"].item() == 0 and rnd["cl"].item() > 0
     assert DiffCL(small, DiffCLConfig(embedding_dim=8, use_item_graph=False)).item_graph is None
-    assert set(ABLATIONS) >= {"diffcl", "w/o CL", "w/o alignment", "w/o item-item graph"}
+    # the named rows switch off exactly the part they name, and nothing else
+    expected = {"diffcl": {}, "w/o diffusion (random views)": {"view_kind": "random"}, "w/o CL": {"use_cl": False},
+                "w/o alignment": {"use_align": False}, "w/o item-item graph": {"use_item_graph": False}}
+    assert {k: ABLATIONS.get(k) for k in expected} == expected
+    defaults = DiffCLConfig()
+    for overrides in ABLATIONS.values():
+        assert all(getattr(defaults, k) != v for k, v in overrides.items())  # a real change of the default
 
 
 def test_config_validation():

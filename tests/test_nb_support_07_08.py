@@ -138,8 +138,16 @@ def test_best_variant_first_on_tie_and_errors():
         experiments.best_variant(rows, "recall@50")
 
 
-def test_valid_test_curves_replay_an_uninterrupted_run(small):
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test; the global thread count is restored afterwards."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_valid_test_curves_replay_an_uninterrupted_run(small, one_thread):
     tcfg = TrainConfig(epochs=3, batch_size=256, seed=1, progress=False)
     _, res = run_experiment(small, "mf", train_config=tcfg, device="cpu")
     curve = experiments.valid_test_curves(small, "mf", train_config=tcfg, device="cpu")
