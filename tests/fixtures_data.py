@@ -1,4 +1,4 @@
-"""Helpers that build dataset fixture files for tests/test_io.py and tests/test_datasets.py."""
+"""Helpers that build dataset fixture files for tests/test_datasets_formats.py and tests/test_datasets.py."""
 from __future__ import annotations
 
 import copyreg
