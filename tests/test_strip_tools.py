@@ -22,9 +22,9 @@ LESSON = REPO / "notebooks" / "03_forward_diffusion.ipynb"
 pytest.importorskip("nbstripout")
 
 
-def _nbstripout(path: Path) -> None:
+def _nbstripout(path: Path, *flags: str) -> None:
     """nbstripout as a contributor runs it: default options (outputs and counts cleared, keep_output honoured)."""
-    subprocess.run([sys.executable, "-m", "nbstripout", str(path)], check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "nbstripout", *flags, str(path)], check=True, capture_output=True, text=True)
 
 
 def test_nbstripout_keeps_golden_outputs_but_clears_counts(tmp_path):
@@ -39,13 +39,26 @@ def test_nbstripout_keeps_golden_outputs_but_clears_counts(tmp_path):
     assert any("lost its execution count" in p and "nbtools strip" in p for p in problems), problems
 
 
+def _without_ids(text: str) -> dict:
+    nb = json.loads(text)
+    for cell in nb["cells"]:
+        cell.pop("id", None)
+    return nb
+
+
 def test_clean_filter_restores_the_committed_notebook(tmp_path):
     path = tmp_path / LESSON.name
+    shutil.copy(LESSON, path)
+    _nbstripout(path, "--keep-id")
+    out = io.StringIO()
+    nbtools.clean_filter(io.StringIO(path.read_text()), out)
+    assert out.getvalue() == LESSON.read_text(), "strip(nbstripout --keep-id NB) must equal NB byte for byte"
+    # without --keep-id nbstripout renumbers the cell ids ("0", "1", ...); everything else comes back
     shutil.copy(LESSON, path)
     _nbstripout(path)
     out = io.StringIO()
     nbtools.clean_filter(io.StringIO(path.read_text()), out)
-    assert out.getvalue() == LESSON.read_text(), "strip(nbstripout(NB)) must equal the committed NB byte for byte"
+    assert _without_ids(out.getvalue()) == _without_ids(LESSON.read_text())
     # the filter passes non-JSON (a merge conflict) through untouched
     out = io.StringIO()
     nbtools.clean_filter(io.StringIO("<<<<<<< HEAD\n"), out)
