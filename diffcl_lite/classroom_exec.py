@@ -57,6 +57,8 @@ WATCHDOG_PERIOD_S = 0.2
 MAX_OUTPUT_CHARS = 2_000_000
 #: outputs of one run beyond this many characters are dropped
 MAX_TOTAL_CHARS = 8_000_000
+#: one message from the kernel at most (ZeroMQ drops the connection beyond it)
+MAX_MESSAGE_BYTES = 64 * 2**20
 #: an error's message and traceback are cut to this many characters
 MAX_ERROR_CHARS = 4_000
 #: inside the sandbox
@@ -88,6 +90,8 @@ def _proc_stat(pid: str) -> list[str] | None:
 def descendants(root: int) -> list[int]:
     """``root`` and every process below it (Linux /proc; orphans of a PID namespace stay below its init)."""
     children: dict[int, list[int]] = {}
+    if not os.path.isdir("/proc"):  # not Linux: only the process itself
+        return [root]
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _proc_stat(entry)
@@ -368,8 +372,10 @@ class KernelRun:
         if self.sandbox:
             run = Path(self.sandbox["freeze"]["dir"])
             kwargs = {"transport": "ipc", "ip": str(run / "k"), "connection_file": str(run / "kernel.json")}
-        self.km = AsyncKernelManager(kernel_name="diffcl-grader", kernel_spec_manager=_OneSpec(),
-                                     context=zmq.asyncio.Context(), **kwargs)
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # a bigger message ends the connection, not the worker
+        self.km = AsyncKernelManager(kernel_name="diffcl-grader", kernel_spec_manager=_OneSpec(), context=context,
+                                     **kwargs)
         cwd = str(self.gdir if self.sandbox else (self.cwd or self.gdir))
         self.client = _CappedClient(self.nb, km=self.km, timeout=None, allow_errors=True,
                                     startup_timeout=self.startup_timeout_s, shutdown_kernel="immediate",
@@ -572,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
             run.report["judge_error"] = run.run_code(judge["ready"], float(judge.get("timeout_s", 300)))
         if not judge:
             run.stop()  # the sandbox hands over its records; the report gets the peak memory and processes
+        import resource
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        run.report["worker_cpu_seconds"] = round(me.ru_utime + me.ru_stime, 2)
         nbformat.write(nb, task["out_notebook"])
         _write_json(task["out_report"], run.report)
         if judge:

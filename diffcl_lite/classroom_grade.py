@@ -469,8 +469,9 @@ def run_submission(nb: Any, cfg: GradeConfig, threads: int, gdir: Path) -> tuple
         if report.get("status") == "kernel-start" and (gdir / "worker.log").is_file():
             tail = (gdir / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
             report["message"] = f"{report.get('message', '')} | {' | '.join(tail)}"[:600]
-        # the worker's CPU plus its kernel's (read before the kill: the worker does not reap its kernel)
-        report["cpu_seconds"] = round((cpu_s or 0.0) + (report.get("kernel_cpu_seconds") or 0.0), 2)
+        # the worker's own CPU plus its kernel's whole process tree (read from /proc before the kill)
+        report["cpu_seconds"] = round((report.get("worker_cpu_seconds") or cpu_s or 0.0)
+                                      + (report.get("kernel_cpu_seconds") or 0.0), 2)
     except Exception as exc:  # never lose a row because of the grader's own plumbing
         log.exception("grading run failed")
         report = {"status": "grader-error", "stopped_at": None, "errors": [], "message": f"{type(exc).__name__}: {exc}"}
@@ -650,7 +651,7 @@ class Judge:
         with self.lock:
             for attempt in range(2):
                 if self.proc is None or self.proc.poll() is not None:
-                    if attempt or self.restarts >= 3:
+                    if attempt:
                         break
                     self.restarts += 1
                     log.warning("the judge of %s stopped; starting it again", self.master.name)
@@ -1156,9 +1157,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
     n_runs = sum(1 for t in tasks if not t.status)
     log.info("grading %d run(s) with %d job(s); %d kept from a previous run", n_runs, jobs, resumed)
     bar = tqdm(total=n_runs, desc="grading", unit="run", disable=not cfg.progress)
-    refs = {name: {ex.id: static.reference_names([source_of(masters[name].nb.cells[i]) for i in ex.check_cells],
-                                                 ex.functions) for ex in masters[name].exercises.values()}
-            for name in graded}
+    refs = {name: notebook_references(masters[name]) for name in graded}
     try:
         # `jobs` notebooks at a time: their masters are calibrated first, together and with no submission
         # running; then their submissions are graded (`jobs` at a time) and their judges closed
@@ -1186,6 +1185,15 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
     finally:
         bar.close()
     return _finish(out, root, cfg, masters, graded, students, ignored, results, calibration, jobs, resumed, t_start)
+
+
+def notebook_references(master: Master) -> dict[str, set[str]]:
+    """Per exercise: the package functions its own checks compare with, and those of the notebook's other
+    exercises (an exercise's function may call another exercise's function, never its reference)."""
+    own = {ex.id: static.reference_names([source_of(master.nb.cells[i]) for i in ex.check_cells], ex.functions)
+           for ex in master.exercises.values()}
+    everything = set().union(*own.values()) if own else set()
+    return {ex_id: everything for ex_id in own}
 
 
 def _calibrate(names: list[str], masters: dict[str, Master], tasks: list[_Task], cfg: GradeConfig, threads: int,
@@ -1267,13 +1275,22 @@ def _finish(out: Path, root: Path, cfg: GradeConfig, masters: dict[str, Master],
 # ---------------------------------------------------------------- what is written
 
 
+def _cell(value: Any) -> Any:
+    """A CSV field a spreadsheet never runs as a formula (``=``, ``+``, ``-``, ``@`` at the start get a quote)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.match(text) else value
+
+
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
 def _write_csv(path: Path, rows: list[Row]) -> None:
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow(r.as_csv())
+            writer.writerow({k: _cell(v) for k, v in r.as_csv().items()})
     os.replace(tmp, path)
 
 
@@ -1290,7 +1307,7 @@ def _write_wide(path: Path, rows: list[Row], masters: dict[str, Master], graded:
         w.writerow(["student", *names, "total"])
         for s in students:
             vals = [pts.get((s, n, e), 0.0) for n, e in cols]
-            w.writerow([s, *(_fmt(round(v, 2)) for v in vals), _fmt(round(sum(vals), 2))])
+            w.writerow([_cell(s), *(_fmt(round(v, 2)) for v in vals), _fmt(round(sum(vals), 2))])
         w.writerow(["(max)", *(_fmt(ex.points) for n in graded for ex in masters[n].exercises.values()),
                     _fmt(sum(masters[n].max_points for n in graded))])
     os.replace(tmp, path)
@@ -1334,7 +1351,8 @@ def answers_markdown(master: Master, per_student: list[tuple[str, list[dict[str,
         for a in answers:
             where = f"section “{a.get('section') or 'start'}”" + (" (edited cell)" if a.get("edited") else "")
             lines += [f"**{_md(where)}**", ""]
-            lines += ["> " + line for line in str(a.get("text", "")).replace("<", "&lt;").splitlines()] + [""]
+            text = str(a.get("text", "")).replace("<", "&lt;").replace("![", "!\\[")  # no HTML, no remote images
+            lines += ["> " + line for line in text.splitlines()] + [""]
     return "\n".join(lines)
 
 

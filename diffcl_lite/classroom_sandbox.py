@@ -56,7 +56,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
 MS_MOVE, MS_REC, MS_PRIVATE, MS_RELATIME = 8192, 16384, 1 << 18, 1 << 21
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 #: statvfs flag -> mount flag (flags a bind mount must keep when it is remounted read-only)
 _ST_TO_MS = ((1, MS_RDONLY), (2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC), (1024, MS_NOATIME),
              (2048, MS_NODIRATIME), (4096, MS_RELATIME))
@@ -302,6 +302,9 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
     """PID 1 of the sandbox: build the root, start the command, reap everything; when the command ends (or
     SIGTERM asks), kill every process left, copy the records out, exit with the command's code."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # not dumpable: a process of the sandbox that shares PID 1's uid (a grader not run as root) can
+    # neither ptrace it nor open its /proc files (PID 1 keeps capabilities and a folder of the host)
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     collect = spec.get("collect")
     host_fd = None
     try:
@@ -345,9 +348,14 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
         except OSError:
             pass
 
+    wake_r, wake_w = os.pipe()  # a signal (SIGTERM, a child's exit) wakes the loop at once
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     keep = int(spec.get("log_tail", 8192))
     tail = b""
     os.set_blocking(out_r, False)
@@ -356,10 +364,15 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
     code = None
     while code is None and not terminate:
         try:
-            ready, _, _ = select.select([out_r], [], [], 0.05 if not frozen else 0.5)
+            ready, _, _ = select.select([out_r, wake_r], [], [], 0.05 if not frozen else 1.0)
         except InterruptedError:
             ready = []
-        if ready:
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if out_r in ready:
             try:
                 chunk = os.read(out_r, 65536)
             except BlockingIOError:

@@ -326,6 +326,9 @@ def _vocabulary(node: ast.AST) -> tuple[set[str], set[str], set[str], list[str]]
                 patches.append(ast.unparse(sub))
         elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and len(sub.value) < 200:
             strings.add(sub.value)
+        elif isinstance(sub, ast.alias):  # `from diffcl_lite.stats import mean_sd` inside the function
+            names.add(sub.name.split(".")[-1])
+            names.add(sub.name.split(".")[0])
         elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in ("getattr", "setattr",
                                                                                                "delattr"):
             if len(sub.args) >= 2 and not isinstance(sub.args[1], ast.Constant):
@@ -344,19 +347,30 @@ def exercise_findings(learner_sources: list[str], functions: set[str], reference
     ``own_functions``: every exercise function of the notebook (a call of another exercise is fine).
     """
     defs: dict[str, list[ast.AST]] = {}
-    for src in learner_sources:
-        tree = parse(src)
-        if tree is None:
-            continue
-        for node in tree.body:
+
+    def collect(nodes: Iterable[ast.AST]) -> None:  # module level, also inside if/try/with/for blocks
+        for node in nodes:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 defs.setdefault(node.name, []).append(node)
-            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                continue
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
                     for n in _target_names(t):
                         if node.value is not None:
                             defs.setdefault(n, []).append(node.value)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:  # `from pkg import impl as f`: f stands for `impl`
+                    defs.setdefault((alias.asname or alias.name).split(".")[0], []).append(
+                        ast.Name(id=alias.name.split(".")[-1], ctx=ast.Load()))
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                collect(getattr(node, field, []) or [])
+
+    for src in learner_sources:
+        tree = parse(src)
+        if tree is not None:
+            collect(tree.body)
+    missing = sorted(f for f in functions if f not in defs)
     todo = [f for f in functions if f in defs]
     seen: set[str] = set(todo)
     names, attrs, strings, patches = set(), set(), set(), []
@@ -373,6 +387,10 @@ def exercise_findings(learner_sources: list[str], functions: set[str], reference
                     seen.add(dep)
                     todo.append(dep)
     found = []
+    if missing and len(missing) == len(functions) and any(f"{m}" in src for m in missing for src in learner_sources):
+        # the function exists only at run time (exec, globals()[...] = ...): its code cannot be read
+        found.append(f"is not defined by a `def` in your notebook ({', '.join(missing)} is made at run time), so "
+                     f"the grader cannot read it")
     used_refs = sorted((attrs & references) | (names & (references - own_functions)) | (strings & references))
     if used_refs:
         found.append("uses " + ", ".join(f"`{r}`" for r in used_refs) + ", the package's own implementation that "
