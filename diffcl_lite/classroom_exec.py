@@ -542,6 +542,16 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
         run.stop()
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this worker when the grader that started it ends (Linux; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _write_json(path: str, data: Any) -> None:
     tmp = Path(path + ".tmp")
     tmp.write_text(json.dumps(data))
@@ -560,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     task = json.loads(Path(args[0]).read_text())
+    if task.get("die_with_parent"):
+        _die_with_parent()
     nb = nbformat.read(task["notebook"], as_version=4)
     run = KernelRun(nb, gdir=Path(task["gdir"]), timeout_s=float(task["timeout_s"]), memory_mb=task.get("memory_mb"),
                     sandbox=task.get("sandbox"), cwd=task.get("cwd"), env=task.get("env"))

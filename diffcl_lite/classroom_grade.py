@@ -159,7 +159,7 @@ class GradeResult:
         iso = "isolated" if self.isolated else "NOT isolated (--unsafe)"
         return (f"graded {len(self.run_seconds)} submission(s) of {students} student(s) in {self.wall_s:.1f} s "
                 f"({self.jobs} jobs, {iso}{med}"
-                + (f"; {self.resumed} kept from the previous run" if self.resumed else "") + "); wrote "
+                + (f"; {self.resumed} result(s) kept from the previous run" if self.resumed else "") + "); wrote "
                 f"{self.out / 'grades.csv'} ({len(self.rows)} rows), grades_wide.csv, feedback/, answers/ and "
                 f"{self.out / 'summary.md'}"
                 + (f"; {len(self.problems)} note(s) in the summary" if self.problems else ""))
@@ -459,7 +459,7 @@ def run_submission(nb: Any, cfg: GradeConfig, threads: int, gdir: Path) -> tuple
         spec, env, inner_out = _kernel_setup(cfg, gdir, threads, memory_mb=cfg.memory_mb)
         nb_path = gdir / "run.ipynb"
         nbformat.write(nb, str(nb_path))
-        task = _task(gdir, nb_path, cfg, spec, env, cfg.memory_mb)
+        task = _task(gdir, nb_path, cfg, spec, env, cfg.memory_mb, die_with_parent=True)
         with open(gdir / "worker.log", "wb") as logf:
             proc = subprocess.Popen([sys.executable, str(WORKER), str(task)], cwd=str(gdir), env=_worker_env(),
                                     stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -420,6 +420,7 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
 
 def run(spec: dict[str, Any], argv: list[str]) -> int:
     """Launcher: create the namespaces, fork PID 1, wait for it (its exit code is the command's)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the worker ends: so does the sandbox
     uid, gid = os.getuid(), os.getgid()
     root_grader = uid == 0
     if root_grader:
