@@ -18,7 +18,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # executed notebook must then contain when the override is visible in an output (None: not printed)
 OVERRIDES = {
     "00_welcome.ipynb": ({"N_USERS": 500}, "users: 500"),
-    "01_user_item_graph.ipynb": ({"MAX_LAYERS": 8}, None),
+    "01_user_item_graph.ipynb": ({"MAX_LAYERS": 14}, None),
     "02_item_item_graph.ipynb": ({"K": 8}, None),
     "03_forward_diffusion.ipynb": ({"N_STATS": 2000}, None),
     "04_reverse_diffusion.ipynb": ({"EMB_TRAIN_STEPS": 120}, "after 120 steps"),
