@@ -137,6 +137,7 @@ def test_cuda_out_of_memory_is_reported_with_the_setting_to_lower(small, monkeyp
         train(model, small, TrainConfig(epochs=1, progress=False))
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     """Kill a CLI training run mid-way (SIGKILL), resume it, lose at most one epoch."""
     import os
@@ -146,10 +147,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     import time
 
     ck = tmp_path / "ck"
-    base = [sys.executable, "-m", "diffcl_lite", "train", "--model", "lightgcn", "--epochs", "400", "--patience", "400",
-            "--batch-size", "256", "--quiet", "--checkpoint-dir", str(ck)]
+
+    def argv(epochs: int) -> list[str]:
+        return [sys.executable, "-m", "diffcl_lite", "train", "--model", "lightgcn", "--epochs", str(epochs),
+                "--patience", "400", "--batch-size", "256", "--quiet", "--checkpoint-dir", str(ck)]
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(argv(400), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -168,7 +172,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     killed_at = load_checkpoint(ck / "checkpoint.pt")["epoch"]
     assert killed_at >= 2 and not list(ck.glob("*.tmp"))
     out = tmp_path / "resumed.json"
-    done = subprocess.run(base[:7] + [str(killed_at + 2)] + base[8:] + ["--resume", "--json", str(out)],
+    done = subprocess.run(argv(killed_at + 2) + ["--resume", "--json", str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     js = json.loads(out.read_text())
