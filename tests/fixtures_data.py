@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import copyreg
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import socket
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -149,62 +147,8 @@ class RunsCommand:
         return os.system, (self.command,)
 
 
-# ---------------------------------------------------------------------- HTTP server
-class FileServer:
-    """A local HTTP server on 127.0.0.1 serving ``routes`` ({"/path": bytes}); counts requests.
-
-    ``truncate`` holds paths answered with a Content-Length larger than the body, after which the
-    connection is closed. Use as a context manager (always shuts down).
-    """
-
-    def __init__(self, routes: dict[str, bytes] | None = None) -> None:
-        self.routes: dict[str, bytes] = dict(routes or {})
-        self.truncate: set[str] = set()
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                server.requests.append(self.path)
-                body = server.routes.get(self.path)
-                if body is None:
-                    self.send_error(404, "not found")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                if self.path in server.truncate:
-                    self.send_header("Content-Length", str(len(body) + 1000))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "FileServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-
+# ---------------------------------------------------------------------- ports
+# (the local HTTP server of the download tests is tests/http_mirrors.Mirror)
 def free_port() -> int:
     """A port on 127.0.0.1 with nothing listening (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
