@@ -6,7 +6,9 @@ Introduced in notebooks 05 (contrastive views: ``info_nce``, ``alignment``/``uni
 Which choices are the paper's and which are ours: the paper states BPR + a diffusion-contrastive
 InfoNCE + an alignment loss (+ L2). The one-directional in-batch InfoNCE (SGL / SimGCL
 convention), the stop-gradient ID anchor implemented as ``detach()`` and the moment-matching
-variant (ours, after MENTOR) and MENTOR's own scalar-moment alignment (``mentor_alignment``) are reconstructions, each switchable through ``DiffCLConfig``.
+loss (a per-feature, stop-gradient variant of MENTOR's, not MENTOR's loss) and MENTOR's own
+scalar-moment alignment as written (``mentor_alignment``) are reconstructions, each switchable
+through ``DiffCLConfig``.
 """
 from __future__ import annotations
 
@@ -58,9 +60,11 @@ def align_to_anchor(
     kind="infonce":  L = InfoNCE(h^m, sg(h^id))   (instance level: item i's image vector should be
                      closer to item i's ID vector than to any other item's)
     kind="moments":  L = mean_d |μ^m_d - μ^id_d| + mean_d |σ²^m_d - σ²^id_d|   (distribution level,
-                     per feature over the batch: our variant inspired by MENTOR; MENTOR's own loss,
-                     scalar moments of whole tables with no stop-gradient, is
-                     :func:`mentor_alignment`, ``DiffCLConfig(align_kind="mentor")``)
+                     per feature over the batch, one modality against sg(h^id): a variant of
+                     MENTOR's loss, which instead matches SCALAR means and variances of whole
+                     tables, pairwise among ID, fused, visual and text, with no stop-gradient;
+                     that one, as written, is :func:`mentor_alignment`,
+                     ``DiffCLConfig(align_kind="mentor")``)
 
     sg(·) is ``detach()``: the ID view is the stable anchor, only the modality moves.
     """
@@ -83,7 +87,11 @@ def alignment_loss(
 
 
 def moment_matching(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """|μ_a - μ_b| + |σ²_a - σ²_b|, feature-wise over the batch, averaged over features."""
+    """|μ_a - μ_b| + |σ²_a - σ²_b|, feature-wise over the batch, averaged over features.
+
+    A per-feature variant of MENTOR's moment alignment (MENTOR: :func:`table_moments_distance`,
+    one scalar mean and variance per whole table); with :func:`align_to_anchor` ``b`` is detached.
+    """
     # μ = 1/B Σ_b x_b ,  σ² = 1/B Σ_b (x_b - μ)²
     mean_a, mean_b = a.mean(0), b.mean(0)
     var_a, var_b = a.var(0, unbiased=False), b.var(0, unbiased=False)
