@@ -1,4 +1,4 @@
-"""Tests of diffcl_lite.graphs: user-item adjacency, LightGCN, kNN item-item graph, summaries."""
+"""Tests of diffcl_lite.graphs: user-item adjacency, LightGCN, kNN item-item graph."""
 from __future__ import annotations
 
 import os
@@ -12,12 +12,10 @@ from diffcl_lite.errors import DiffCLError
 from diffcl_lite.graphs import (
     bipartite_adjacency,
     default_modality_weights,
-    graph_summary,
     item_item_graph,
     knn_graph,
     knn_indices,
     lightgcn_propagate,
-    neighbour_topic_agreement,
     normalized_adjacency_scipy,
     propagate_layers,
 )
@@ -250,47 +248,6 @@ def test_item_item_graph_cache_hit_key_and_atomic_write(tmp_path, monkeypatch):
     item_item_graph(feats, k=4, weights={"image": 0.5, "text": 0.5}, cache_dir=tmp_path)
     files = sorted(os.listdir(tmp_path))
     assert len(files) == 4 and all(f.endswith(".pt") and not f.startswith(".") for f in files)
-
-
-# ------------------------------------------------------------------ summaries
-def test_graph_summary_bipartite_hand_case():
-    s = graph_summary(bipartite_adjacency(N_USERS, N_ITEMS, TRAIN), n_users=N_USERS)
-    assert s["nodes"] == 6 and s["users"] == 3 and s["items"] == 3
-    assert s["edges"] == 4 and s["symmetric"] is True
-    assert s["density"] == pytest.approx(4 / 9, rel=1e-5)
-    assert s["isolated"] == 1 and s["isolated_users"] == 1 and s["isolated_items"] == 0
-    # user degrees [2, 2, 0], item degrees [1, 2, 1]
-    assert s["user_degree"] == {"min": 0.0, "25%": 1.0, "median": 2.0, "75%": 2.0, "90%": 2.0, "max": 2.0,
-                                "mean": 1.33333}
-    assert s["item_degree"]["median"] == 1.0 and s["item_degree"]["max"] == 2.0
-    assert s["degree"]["mean"] == pytest.approx(8 / 6, rel=1e-5)
-    assert s == graph_summary(bipartite_adjacency(N_USERS, N_ITEMS, TRAIN, layout="coo"), n_users=N_USERS)
-
-
-def test_graph_summary_directed_and_undirected():
-    # path 0-1-2 plus isolated node 3 (symmetric)
-    a = np.zeros((4, 4))
-    a[0, 1] = a[1, 0] = a[1, 2] = a[2, 1] = 0.5
-    s = graph_summary(a)
-    assert s["edges"] == 2 and s["symmetric"] and s["isolated"] == 1
-    assert s["density"] == pytest.approx(2 / 6, rel=1e-5)
-    assert s["degree"]["max"] == 2.0 and s["degree"]["min"] == 0.0
-    # directed kNN-like graph
-    d = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 0], [1, 0, 0]], dtype=float))
-    s2 = graph_summary(d)
-    assert s2["edges"] == 3 and not s2["symmetric"]
-    assert s2["density"] == pytest.approx(0.5)
-    assert s2["in_degree"]["max"] == 2.0
-
-
-def test_neighbour_topic_agreement():
-    idx = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
-    labels = np.array([0, 0, 1, 1])
-    # row 0: 1 of 2 agree; row 1: 1/2; row 2: 1/2; row 3: 1/2
-    assert neighbour_topic_agreement(idx, labels) == pytest.approx(0.5)
-    assert neighbour_topic_agreement(torch.tensor([[1], [0], [3], [2]]), torch.tensor(labels)) == 1.0
-    with pytest.raises(DiffCLError):
-        neighbour_topic_agreement(idx, labels[:3])
 
 
 @pytest.mark.parametrize("layout", ["csr", "coo"])

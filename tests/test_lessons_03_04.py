@@ -12,18 +12,16 @@ import torch  # noqa: E402
 
 from diffcl_lite.lessons import viz, widgets  # noqa: E402
 from diffcl_lite.data import TOY_2D_NAMES, toy_2d  # noqa: E402
-from diffcl_lite.diffusion import (  # noqa: E402
-    Denoiser,
-    GaussianDiffusion,
+from diffcl_lite.diffusion import Denoiser, GaussianDiffusion, make_schedule  # noqa: E402
+from diffcl_lite.errors import DiffCLError  # noqa: E402
+from diffcl_lite.lessons.measures.diffusion import (  # noqa: E402
     chain_noise,
     denoise_error_by_t,
     fit_denoiser,
     forward_chain,
-    make_schedule,
     noisy_snapshots,
     view_error_by_steps,
 )
-from diffcl_lite.errors import DiffCLError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

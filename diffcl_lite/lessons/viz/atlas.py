@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import DiffCLError
-from .common import _np, knn_for_umap
+from .common import _np
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +21,16 @@ def purity_per_point(x: Any, labels: Sequence[Any], k: int = 10) -> np.ndarray:
     :func:`neighbourhood_purity`; averaging over a subset (e.g. items with a noisy image) tells
     how well that group is placed. Returns a float array of shape ``(n,)``.
     """
+    from ...graphs import knn_indices
+    from ..measures.graphs import neighbour_purity
+
     lab = np.asarray(labels)
-    n = len(_np(x))
-    if len(lab) != n:
-        raise DiffCLError(f"purity_per_point: {len(lab)} labels for {n} points; pass one label per row of x.")
-    idx, _ = knn_for_umap(x, k + 1)
-    # purity_i = 1/k Σ_{j ∈ N_k(i)} [y_j = y_i]
-    return (lab[idx[:, 1:]] == lab[:, None]).mean(1)
+    pts = _np(x)
+    if len(lab) != len(pts):
+        raise DiffCLError(f"purity_per_point: {len(lab)} labels for {len(pts)} points; pass one label per row of x.")
+    idx, _ = knn_indices(pts, k=k)
+    # purity_i = 1/k Σ_{j ∈ N_k(i)} [y_j = y_i]   (neighbour_purity, the one kNN purity)
+    return neighbour_purity(idx, lab)
 
 
 def chance_purity(labels: Sequence[Any]) -> float:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...errors import DiffCLError
+from ...utils import to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,8 @@ __all__ = [
 
 
 def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().float().numpy()
-    return np.asarray(x, dtype=np.float32)
+    """``x`` as a float32 numpy array (:func:`diffcl_lite.utils.to_numpy`, then float32)."""
+    return np.asarray(to_numpy(x), dtype=np.float32)
 
 
 def pca_2d(x: Any, n_components: int = 2) -> np.ndarray:
@@ -108,11 +108,13 @@ def embed_2d(x: Any, method: str = "auto", n_neighbors: int = 15, seed: int = 0,
 
 
 def neighbourhood_purity(x: Any, labels: Sequence[int], k: int = 10) -> float:
-    """Fraction of each point's k nearest neighbours (cosine) that share its label. Chance ≈ Σ_c p_c²."""
-    from ...graphs import knn_indices, neighbour_topic_agreement
+    """Fraction of each point's k nearest neighbours (cosine) that share its label. Chance ≈ Σ_c p_c².
 
-    idx, _ = knn_indices(torch.as_tensor(_np(x)), k=k)
-    return neighbour_topic_agreement(idx, np.asarray(labels))
+    The figures' name for :func:`diffcl_lite.lessons.measures.views.topic_purity` over all points.
+    """
+    from ..measures.views import topic_purity
+
+    return topic_purity(_np(x), labels, k=k)
 
 
 def scatter_2d(coords: np.ndarray, color: Sequence[Any] | None = None, ax=None, title: str = "", s: float = 6,

@@ -112,12 +112,12 @@ def plot_view_maps(x0: Any, views: dict[str, Any], labels: Any, highlight: Any =
 
     Introduced in notebook 05. Rows are L2-normalised first (InfoNCE only sees directions), so a
     view that keeps the topic structure shows the same clusters. Each panel title gives
-    :func:`diffcl_lite.views.topic_purity` (all rows, and the ``highlight`` rows, drawn as black
+    :func:`diffcl_lite.lessons.measures.views.topic_purity` (all rows, and the ``highlight`` rows, drawn as black
     crosses). Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
-    from ...views import topic_purity
+    from ..measures.views import topic_purity
 
     def unit(v: Any) -> np.ndarray:
         a = _np(v).astype(np.float64)
@@ -154,7 +154,7 @@ def plot_view_maps(x0: Any, views: dict[str, Any], labels: Any, highlight: Any =
 
 
 def plot_view_sweep(rows: Sequence[dict[str, Any]], groups: Sequence[str] = ("all",)):
-    """Diffusion vs random views across noise levels (rows of :func:`diffcl_lite.views.view_noise_sweep`).
+    """Diffusion vs random views across noise levels (rows of :func:`diffcl_lite.lessons.measures.views.view_noise_sweep`).
 
     Introduced in notebook 05. x axis: the views' angular deviation from ``x0``. Panels: topic
     purity per group (solid ``groups[0]``, dashed the others), alignment (lower = the two views

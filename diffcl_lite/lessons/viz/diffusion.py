@@ -61,7 +61,7 @@ def plot_forward_snapshots(x0: Any, labels: Any, diffusion: Any, ts: Sequence[in
     """
     import matplotlib.pyplot as plt
 
-    from ...diffusion import noisy_snapshots
+    from ..measures.diffusion import noisy_snapshots
 
     x0 = torch.as_tensor(_np(x0))
     ts = list(ts)
@@ -103,7 +103,8 @@ def plot_forward_noising(points: Any, labels: Any = None, t: int = 10, kind: str
     """
     import matplotlib.pyplot as plt
 
-    from ...diffusion import GaussianDiffusion, make_schedule, noisy_snapshots
+    from ...diffusion import GaussianDiffusion, make_schedule
+    from ..measures.diffusion import noisy_snapshots
 
     diffusion = GaussianDiffusion(make_schedule(kind, steps=int(steps), scale=float(scale), noise_min=noise_min,
                                                 noise_max=noise_max))
@@ -193,7 +194,7 @@ def plot_diffusion_view(points: Any, labels: Any, model: Any, diffusion: Any, t:
     """
     import matplotlib.pyplot as plt
 
-    from ...diffusion import noisy_snapshots
+    from ..measures.diffusion import noisy_snapshots
 
     t = int(min(max(int(t), 0), diffusion.steps))
     x0 = torch.as_tensor(_np(points))

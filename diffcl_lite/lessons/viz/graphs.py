@@ -54,14 +54,15 @@ def plot_oversmoothing(adj: Any, x: Any, n_layers: int = 2, labels: Any = None, 
     """Over-smoothing of LightGCN propagation, measured on the items (nodes ``n_users..``).
 
     Introduced in notebook 01 (over-smoothing widget). Left: mean pairwise cosine
-    (:func:`diffcl_lite.graphs.oversmoothing_curve`) of the layer output ``E^(L)`` and of LightGCN's
+    (:func:`diffcl_lite.lessons.measures.graphs.oversmoothing_curve`) of the layer output ``E^(L)`` and of LightGCN's
     mean readout; middle: topic separation (same-topic minus different-topic cosine) when
     ``labels`` are given; right: the distribution of pairwise cosines at ``L = n_layers``.
     The marker shows ``n_layers``. Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
-    from ...graphs import oversmoothing_curve, propagate_layers
+    from ...graphs import propagate_layers
+    from ..measures.graphs import oversmoothing_curve
 
     n_layers = int(n_layers)
     max_layers = max(int(max_layers), n_layers)
@@ -117,12 +118,13 @@ def plot_topic_agreement(features: Any, labels: Any, k: int = 10, image_weight: 
     (solid: FREEDOM-style graph fusion; dashed: kNN of the fused similarity) for all items and,
     when ``noisy_modality`` (per-item name of the replaced modality, ``""`` for clean) is given,
     for items with a noisy image / noisy text; computed with
-    :func:`diffcl_lite.graphs.topic_agreement_sweep`. Right: the groups at ``image_weight``, with
+    :func:`diffcl_lite.lessons.measures.graphs.topic_agreement_sweep`. Right: the groups at ``image_weight``, with
     the statistics of that graph in the title. Chance level is ``sum_c p_c^2``. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
-    from ...graphs import graph_summary, item_item_graph, topic_agreement_sweep
+    from ...graphs import item_item_graph
+    from ..measures.graphs import graph_summary, topic_agreement_sweep
 
     lab = np.asarray(labels)
     names = list(features)
