@@ -223,8 +223,14 @@ def _find_inter(folder: Path, name: str | None) -> Path:
 
 def _read_inter(path: Path, with_lines: bool = False) -> Any:
     """Parse an MMRec ``.inter`` table into (users, items, labels) int64 arrays (and each row's line)."""
-    import pandas as pd
+    raw_cols, cols = _inter_header(path)
+    df = _inter_table(path, cols, raw_cols)
+    users, items, labels, line_of = _inter_ids(path, df)
+    return (users, items, labels, line_of) if with_lines else (users, items, labels)
 
+
+def _inter_header(path: Path) -> tuple[list[str], list[str]]:
+    """``(the header's fields, their column names)``; the required columns must be there."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         header_line = fh.readline().rstrip("\r\n")
     if not header_line.strip():
@@ -245,6 +251,13 @@ def _read_inter(path: Path, with_lines: bool = False) -> Any:
             f"{list(INTER_REQUIRED)} (rating and timestamp are optional).{hint} Fix: the first line must be the "
             f"tab-separated header, e.g. 'userID\\titemID\\trating\\ttimestamp\\tx_label'."
         )
+    return raw_cols, cols
+
+
+def _inter_table(path: Path, cols: list[str], raw_cols: list[str]) -> Any:
+    """The lines after the header as a string table (pandas); a line with more fields than the header raises."""
+    import pandas as pd
+
     names = cols + ["__extra__"]
     try:
         df = pd.read_csv(
@@ -283,6 +296,13 @@ def _read_inter(path: Path, with_lines: bool = False) -> Any:
             f"fields than the header ({len(cols)}). Fix: remove the extra fields or add the missing column names "
             f"to the header."
         )
+    return df
+
+
+def _inter_ids(path: Path, df: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(users, items, labels, file line of each)`` from the table; blank lines dropped, bad ids raise."""
+    import pandas as pd
+
     values = {c: df[c].str.strip().to_numpy() for c in INTER_REQUIRED}
     blank = np.logical_and.reduce([v == "" for v in values.values()])
     out = []
@@ -317,7 +337,7 @@ def _read_inter(path: Path, with_lines: bool = False) -> Any:
             f"values found: {sorted(set(np.unique(labels).tolist()))}. Fix: x_label must be 0 (train), 1 (valid) "
             f"or 2 (test)."
         )
-    return (users, items, labels, line_of) if with_lines else (users, items, labels)
+    return users, items, labels, line_of
 
 
 def load_mmrec(
@@ -372,15 +392,7 @@ def load_mmrec(
                 f"if the file has no split."
             )
         splits[split] = np.stack([users[mask], items[mask]], axis=1)
-    ds = RecDataset(
-        name=inter.stem,
-        n_users=n_users,
-        n_items=n_items,
-        features=feats,
-        meta={"source": str(inter), "format": "mmrec", "folder": str(folder)},
-        **splits,
-    )
-    return ds.validate(source=str(inter))
+    return _dataset(inter.stem, "mmrec", inter, folder, n_users, n_items, feats, splits)
 
 
 # ====================================================================== DiffMM
@@ -481,15 +493,15 @@ def load_diffmm(folder: "str | os.PathLike[str]", features: Sequence[str] | None
                 f"{files[mod]}: has {arr.shape[0]} rows but {DIFFMM_FILES['train']} has {n_items} items (columns). "
                 f"Fix: use the feature file that belongs to this interaction data (row i describes item i)."
             )
-    ds = RecDataset(
-        name=folder.name,
-        n_users=n_users,
-        n_items=n_items,
-        features=feats,
-        meta={"source": str(folder), "format": "diffmm", "folder": str(folder)},
-        **splits,
-    )
-    return ds.validate(source=str(folder))
+    return _dataset(folder.name, "diffmm", folder, folder, n_users, n_items, feats, splits)
+
+
+def _dataset(name: str, fmt: str, source: Path, folder: Path, n_users: int, n_items: int,
+             feats: dict[str, np.ndarray], splits: dict[str, np.ndarray]) -> RecDataset:
+    """The loaded :class:`RecDataset`, validated (its errors name ``source``); ``meta`` says where it came from."""
+    meta = {"source": str(source), "format": fmt, "folder": str(folder)}
+    ds = RecDataset(name=name, n_users=n_users, n_items=n_items, features=feats, meta=meta, **splits)
+    return ds.validate(source=str(source))
 
 
 # ====================================================================== detection

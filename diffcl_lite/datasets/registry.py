@@ -170,47 +170,33 @@ register(
                       cold_item_fraction=0.1, cold_item_train_keep=1, name="synthetic-hard"),
     )
 )
-register(
-    DatasetSpec(
-        name="synthetic-baby",
+
+
+def _synthetic_at_scale(name: str, description: str, n_users: int, n_items: int, n_interactions: int,
+                        n_topics: int, modality_dims: dict[str, int]) -> DatasetSpec:
+    """A synthetic dataset with the users, items, interactions and feature sizes of a real one (5-core)."""
+    return DatasetSpec(
+        name=name,
         kind="synthetic",
-        description="synthetic data at Amazon-Baby scale: 19,445 users, 7,050 items, ~160k interactions, image 4096-d + text 384-d",
+        description=description,
         card="synthetic.md",
         factory=_synthetic,
-        defaults=dict(
-            n_users=19_445,
-            n_items=7_050,
-            n_topics=40,
-            # 160,792 interactions / 19,445 users = 8.27 per user (5-core data)
-            interactions_per_user=8.27,
-            min_interactions=5,
-            modality_dims={"image": 4096, "text": 384},
-            name="synthetic-baby",
-        ),
-        expected={"users": 19_445, "items": 7_050, "interactions": 160_792},
+        # interactions per user = interactions / users; at least 5 each (5-core data)
+        defaults=dict(n_users=n_users, n_items=n_items, n_topics=n_topics,
+                      interactions_per_user=round(n_interactions / n_users, 2), min_interactions=5,
+                      modality_dims=dict(modality_dims), name=name),
+        expected={"users": n_users, "items": n_items, "interactions": n_interactions},
     )
-)
-register(
-    DatasetSpec(
-        name="synthetic-tiktok",
-        kind="synthetic",
-        description="synthetic data at TikTok scale: 9,308 users, 6,710 items, ~68.7k interactions, audio 128 + image 128 + text 768",
-        card="synthetic.md",
-        factory=_synthetic,
-        defaults=dict(
-            n_users=9_308,
-            n_items=6_710,
-            n_topics=30,
-            # (59,541 + 3,051 + 6,130) / 9,308 = 7.38 per user
-            interactions_per_user=7.38,
-            min_interactions=5,
-            # alphabetical, the order the file loaders use
-            modality_dims={"audio": 128, "image": 128, "text": 768},
-            name="synthetic-tiktok",
-        ),
-        expected={"users": 9_308, "items": 6_710, "interactions": 68_722},
-    )
-)
+
+
+# Amazon-Baby: 160,792 interactions / 19,445 users = 8.27 per user
+register(_synthetic_at_scale("synthetic-baby", "synthetic data at Amazon-Baby scale: 19,445 users, 7,050 items, "
+                             "~160k interactions, image 4096-d + text 384-d", 19_445, 7_050, 160_792, 40,
+                             {"image": 4096, "text": 384}))
+# TikTok: (59,541 + 3,051 + 6,130) / 9,308 = 7.38 per user; modalities alphabetical, the order the file loaders use
+register(_synthetic_at_scale("synthetic-tiktok", "synthetic data at TikTok scale: 9,308 users, 6,710 items, "
+                             "~68.7k interactions, audio 128 + image 128 + text 768", 9_308, 6_710, 68_722, 30,
+                             {"audio": 128, "image": 128, "text": 768}))
 register(
     DatasetSpec(
         name="tiktok",
