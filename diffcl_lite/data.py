@@ -309,19 +309,9 @@ def make_synthetic(
     The interactions are split per user with :func:`split_per_user`. The same arguments give
     bit-identical data on every machine (no BLAS, no SIMD-dependent maths; ``tests`` pin checksums).
     """
-    if n_users < 2 or n_items < 2 or n_topics < 1:
-        raise DiffCLError(f"make_synthetic: n_users={n_users}, n_items={n_items}, n_topics={n_topics} are too small.")
-    if not 0 <= noisy_item_fraction <= 1:
-        raise DiffCLError(f"noisy_item_fraction={noisy_item_fraction} must lie in [0, 1].")
-    if not 0 <= item_purity <= 1:
-        raise DiffCLError(f"item_purity={item_purity} must lie in [0, 1].")
-    if interactions_per_user >= n_items:
-        raise DiffCLError(f"interactions_per_user={interactions_per_user} must be below n_items={n_items}.")
+    _check_synthetic_args(n_users, n_items, n_topics, interactions_per_user, item_purity, noisy_item_fraction)
     modality_dims = dict(modality_dims or {"image": 64, "text": 32})
-    if not modality_dims:
-        raise DiffCLError("modality_dims is empty; give at least one modality, e.g. {'image': 64}.")
-    noise = {"image": 0.6, "text": 0.4}
-    noise.update(modality_noise or {})
+    noise = {"image": 0.6, "text": 0.4, **(modality_noise or {})}
     rng = np.random.default_rng(seed)
 
     item_labels = rng.integers(0, n_topics, size=n_items)
@@ -331,7 +321,48 @@ def make_synthetic(
     # p_i = exp(skew * z_i), z_i ~ N(0, 1)   (scalar libm exp: no SIMD variant that differs by CPU)
     popularity = np.array([math.exp(popularity_skew * z) for z in rng.standard_normal(n_items).tolist()])
 
-    # p(i | u) ∝ (pi_u · theta_i) * p_i
+    pairs = _sample_interactions(rng, taste, theta, popularity, interactions_per_user, min_interactions)
+    train, valid, test = split_per_user(pairs, n_users, n_items, seed=seed)
+    names = list(modality_dims)
+    features, noisy_modality = _modality_features(rng, theta, modality_dims, noise, noisy_item_fraction)
+
+    meta = {
+        "source": f"make_synthetic(seed={seed})",
+        "generator": dict(n_topics=n_topics, interactions_per_user=interactions_per_user,
+                          popularity_skew=popularity_skew, taste_concentration=taste_concentration,
+                          item_purity=item_purity, modality_noise={m: noise.get(m, 0.5) for m in names},
+                          noisy_item_fraction=noisy_item_fraction, seed=seed),
+        "noisy_modality": noisy_modality,
+        "popularity": popularity.astype(np.float32),
+    }
+    hard = _hard_options(boilerplate_fraction, swap_fraction, informative_topic_fraction, cold_item_fraction,
+                         cold_item_train_keep, names)
+    if hard:
+        train, valid, test, hard_meta = _make_hard(features, item_labels, n_topics, (train, valid, test), n_users,
+                                                   hard, seed)
+        meta["generator"]["misleading"] = dict(hard)
+        meta.update(hard_meta)
+    return RecDataset(name=name, n_users=n_users, n_items=n_items, train=train, valid=valid, test=test,
+                      features=features, item_labels=item_labels.astype(np.int64),
+                      user_labels=user_labels.astype(np.int64), meta=meta).validate()
+
+
+def _check_synthetic_args(n_users: int, n_items: int, n_topics: int, interactions_per_user: float,
+                          item_purity: float, noisy_item_fraction: float) -> None:
+    if n_users < 2 or n_items < 2 or n_topics < 1:
+        raise DiffCLError(f"make_synthetic: n_users={n_users}, n_items={n_items}, n_topics={n_topics} are too small.")
+    if not 0 <= noisy_item_fraction <= 1:
+        raise DiffCLError(f"noisy_item_fraction={noisy_item_fraction} must lie in [0, 1].")
+    if not 0 <= item_purity <= 1:
+        raise DiffCLError(f"item_purity={item_purity} must lie in [0, 1].")
+    if interactions_per_user >= n_items:
+        raise DiffCLError(f"interactions_per_user={interactions_per_user} must be below n_items={n_items}.")
+
+
+def _sample_interactions(rng: np.random.Generator, taste: np.ndarray, theta: np.ndarray, popularity: np.ndarray,
+                         interactions_per_user: float, min_interactions: int) -> np.ndarray:
+    """``(user, item)`` pairs, ``n_u`` distinct items per user drawn with ``p(i | u) ∝ (pi_u · theta_i) * p_i``."""
+    n_users, n_items = len(taste), len(theta)
     theta_t = theta.T.copy()
     n_per_user = min_interactions + rng.poisson(max(interactions_per_user - min_interactions, 0.0), size=n_users)
     n_per_user = np.minimum(n_per_user, n_items - 1)
@@ -339,6 +370,7 @@ def make_synthetic(
     block = max(1, 2**22 // n_items)  # users per block: about 32 MB of keys
     for start in range(0, n_users, block):
         stop = min(start + block, n_users)
+        # a_ui = (pi_u · theta_i) * p_i
         affinity = _fixed_order_dot(taste[start:stop], theta_t) * popularity + 1e-12
         # Sampling without replacement (Efraimidis-Spirakis): the n_u largest keys a_ui / E_ui with
         # E_ui ~ Exp(1). Same law as Gumbel-top-k on log a_ui (-log E is Gumbel), with no logarithm.
@@ -347,64 +379,42 @@ def make_synthetic(
             # argpartition's order inside the top n_u depends on the CPU's SIMD sort: sort the ids
             items = np.sort(np.argpartition(-keys[u - start], n_per_user[u])[: n_per_user[u]])
             rows.append(np.stack([np.full(len(items), u), items], axis=1))
-    pairs = np.concatenate(rows).astype(np.int64)
-    train, valid, test = split_per_user(pairs, n_users, n_items, seed=seed)
+    return np.concatenate(rows).astype(np.int64)
 
-    features: dict[str, np.ndarray] = {}
+
+def _modality_features(rng: np.random.Generator, theta: np.ndarray, modality_dims: dict[str, int],
+                       noise: dict[str, float], noisy_item_fraction: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(features per modality, the noisy modality of each item or "")``: ``s(theta W_m) + noise_m N(0, I)``."""
+    n_items, n_topics = theta.shape
     names = list(modality_dims)
+    features: dict[str, np.ndarray] = {}
     noisy_modality = np.array([""] * n_items, dtype=object)
     noisy_items = rng.random(n_items) < noisy_item_fraction
     noisy_choice = rng.integers(0, len(names), size=n_items)
     for m_idx, m in enumerate(names):
         d = int(modality_dims[m])
         w = rng.standard_normal((n_topics, d)) * 1.5
+        # x_i^m = s(theta_i W_m) + noise_m * N(0, I)
         x = _squash(_fixed_order_dot(theta, w)) + noise.get(m, 0.5) * rng.standard_normal((n_items, d))
+        # a noisy modality is pure noise
         hit = noisy_items & (noisy_choice == m_idx)
         x[hit] = rng.standard_normal((int(hit.sum()), d))
         noisy_modality[hit] = m
         features[m] = x.astype(np.float32)
-
-    hard = _hard_options(boilerplate_fraction, swap_fraction, informative_topic_fraction, cold_item_fraction,
-                         cold_item_train_keep, names)
-    hard_meta: dict[str, Any] = {}
-    if hard:
-        # a separate stream: the default data above is the same with or without these options
-        hard_rng = np.random.default_rng([seed, 0x4A5244])
-        hard_meta = _mislead_modalities(features, item_labels, n_topics, hard, hard_rng)
-        train, valid, test, hard_meta["cold_items"] = _make_items_rare(train, valid, test, n_users, n_items, hard, hard_rng)
-    meta = {
-        "source": f"make_synthetic(seed={seed})",
-        "generator": {
-            "n_topics": n_topics,
-            "interactions_per_user": interactions_per_user,
-            "popularity_skew": popularity_skew,
-            "taste_concentration": taste_concentration,
-            "item_purity": item_purity,
-            "modality_noise": {m: noise.get(m, 0.5) for m in names},
-            "noisy_item_fraction": noisy_item_fraction,
-            "seed": seed,
-        },
-        "noisy_modality": noisy_modality,
-        "popularity": popularity.astype(np.float32),
-    }
-    if hard:
-        meta["generator"]["misleading"] = {k: v for k, v in hard.items()}
-        meta.update(hard_meta)
-    return RecDataset(
-        name=name,
-        n_users=n_users,
-        n_items=n_items,
-        train=train,
-        valid=valid,
-        test=test,
-        features=features,
-        item_labels=item_labels.astype(np.int64),
-        user_labels=user_labels.astype(np.int64),
-        meta=meta,
-    ).validate()
+    return features, noisy_modality
 
 
 # ---------------------------------------------------------------------- misleading modalities, cold items
+def _make_hard(features: dict[str, np.ndarray], item_labels: np.ndarray, n_topics: int, splits: tuple, n_users: int,
+               hard: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Mislead the modalities (``features`` in place) and make items rare; ``(train, valid, test, meta)``."""
+    # a separate stream: the default data is the same with or without these options
+    hard_rng = np.random.default_rng([seed, 0x4A5244])
+    hard_meta = _mislead_modalities(features, item_labels, n_topics, hard, hard_rng)
+    train, valid, test, hard_meta["cold_items"] = _make_items_rare(*splits, n_users, len(item_labels), hard, hard_rng)
+    return train, valid, test, hard_meta
+
+
 def _hard_options(boilerplate_fraction: float, swap_fraction: float, informative_topic_fraction: dict[str, float] | None,
                   cold_item_fraction: float, cold_item_train_keep: int, names: list[str]) -> dict[str, Any]:
     """Check the options of the hard regime; ``{}`` when all are off (the default data)."""
