@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -311,6 +311,117 @@ def _oom_error(exc: BaseException, cfg: TrainConfig, where: str) -> DiffCLError:
     )
 
 
+def _check_ks(data: RecDataset, cfg: TrainConfig) -> None:
+    """Recall@K needs at least K items."""
+    if max(cfg.ks) > data.n_items:
+        k = max(1, min(10, data.n_items))
+        raise DiffCLError(
+            f"{data.name}: the dataset has {data.n_items} items, fewer than K={max(cfg.ks)} of the metrics (ks={cfg.ks}); "
+            f"Recall@K needs at least K items. Fix: pass smaller --ks, e.g. --ks {k} --select-metric recall@{k} "
+            f"(in Python: TrainConfig(ks=({k},), select_metric='recall@{k}'))."
+        )
+
+
+def _resume(ckpt_path: Path, model: Recommender, optimizer: torch.optim.Optimizer, sampler: "BPRSampler",
+            cfg: TrainConfig, model_config: Any, fingerprint: Any, device: torch.device,
+            ) -> tuple[list[dict[str, Any]], dict[str, Any], int, int]:
+    """Load ``checkpoint.pt`` into the model, optimiser and sampler; ``(history, best, bad_evals, start_epoch)``."""
+    ck = load_checkpoint(ckpt_path, map_location=device)
+    overridden = _check_resume(ck, ckpt_path, model, cfg, model_config, fingerprint)
+    try:
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DiffCLError(
+            f"checkpoint {ckpt_path}: its weights do not fit this model ({first[:300]}). Fix: drop --resume "
+            f"(or pass another --checkpoint-dir) to start a new run."
+        ) from None
+    for group in optimizer.param_groups:  # the optimiser runs at this run's lr (equal unless overridden)
+        group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
+    if overridden:
+        log.warning("resuming %s with overridden settings: %s", ckpt_path, "; ".join(overridden))
+    _set_rng_state(ck["rng"], sampler)
+    start_epoch = int(ck["epoch"]) + 1
+    log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    return list(ck["history"]), dict(ck["best"]), int(ck["bad_evals"]), start_epoch
+
+
+def _train_epoch(model: Recommender, sampler: "BPRSampler", optimizer: torch.optim.Optimizer, device: torch.device,
+                 n_batches: int, cfg: TrainConfig) -> tuple[dict[str, float], float]:
+    """One pass over ``n_batches`` BPR batches (train mode): ``(the sum of each loss term, seconds of the pass)``."""
+    model.train()
+    if hasattr(model, "pre_epoch"):
+        model.pre_epoch()  # e.g. FREEDOM's per-epoch edge pruning
+    t0 = time.perf_counter()
+    sums: dict[str, Any] = {}
+    acc_dtype = accumulation_dtype(device)
+    try:
+        for b, (u, p, n) in enumerate(sampler.epoch()):
+            if b >= n_batches:
+                break
+            terms = model.loss(torch.as_tensor(u, device=device), torch.as_tensor(p, device=device),
+                               torch.as_tensor(n, device=device))
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            # accumulate on the device: a float() per term would synchronise the GPU every step
+            for k, v in terms.items():
+                sums[k] = sums[k] + v.detach().to(acc_dtype) if k in sums else v.detach().to(acc_dtype)
+    except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
+        raise _oom_error(exc, cfg, "training") from exc
+    sums = {k: float(v) for k, v in sums.items()}  # one synchronisation per epoch
+    return sums, time.perf_counter() - t0
+
+
+def _checkpoint_setup(model: Recommender, data: RecDataset, cfg: TrainConfig, run_meta: dict[str, Any] | None,
+                      ) -> tuple[Path | None, Any, Any]:
+    """``(checkpoint path or None, the model's config, the dataset's fingerprint)``; the folder must be writable."""
+    ckpt_path = None
+    if cfg.checkpoint_dir:
+        ckpt_path = ensure_writable_dir(cfg.checkpoint_dir, "--checkpoint-dir") / CHECKPOINT_NAME
+        _remove_stale_temporaries(ckpt_path.parent)
+    model_config = (run_meta or {}).get("model_config")
+    if model_config is None and hasattr(model, "config"):
+        model_config = asdict(model.config)
+    fingerprint = dataset_fingerprint(data) if ckpt_path is not None else None
+    return ckpt_path, model_config, fingerprint
+
+
+def _epoch_row(model: Recommender, cfg: TrainConfig, epoch: int, sums: dict[str, float], n_batches: int,
+               seconds: float) -> dict[str, Any]:
+    """The history row of an epoch: each loss term's mean over the batches, the time, the view diagnostics."""
+    # loss_k = (1 / n_batches) sum_b loss_k(b)
+    row: dict[str, Any] = {"epoch": epoch, **{f"loss_{k}": v / n_batches for k, v in sums.items()},
+                           "train_seconds": round(seconds, 4)}
+    if not all(math.isfinite(v) for v in sums.values()):
+        raise DiffCLError(f"epoch {epoch}: the loss became NaN/inf ({sums}); lower --lr (now {cfg.lr}) or the loss weights.")
+    if cfg.diagnostics and hasattr(model, "view_diagnostics"):
+        # views' deviation from x0 and from each other, uniformity, CL gradient (one fixed sample of nodes)
+        row.update(model.view_diagnostics())
+    return row
+
+
+def _evaluate_epoch(model: Recommender, data: RecDataset, cfg: TrainConfig, epoch: int, best: dict[str, Any],
+                    bad_evals: int) -> tuple[dict[str, float], dict[str, Any], int]:
+    """Valid metrics; a better ``cfg.select_metric`` becomes ``best`` (with its test metrics and weights).
+
+    Returns ``(valid, best, bad_evals)``: ``bad_evals`` counts the evaluations since the last improvement.
+    """
+    try:
+        valid = evaluate(model, data, "valid", cfg.ks, cfg.eval_batch_size)
+        score = valid[cfg.select_metric]
+        if score > best["score"]:
+            test = evaluate(model, data, "test", cfg.ks, cfg.eval_batch_size)
+            best = {"epoch": epoch, "score": score, "valid": valid, "test": test, "state": _to_cpu_state(model)}
+            bad_evals = 0
+        else:
+            bad_evals += 1
+    except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
+        raise _oom_error(exc, cfg, "evaluation") from exc
+    return valid, best, bad_evals
+
+
 def train(
     model: Recommender,
     data: RecDataset,
@@ -333,21 +444,8 @@ def train(
     """
     cfg = cfg or TrainConfig()
     device = device or next(model.parameters()).device
-    if max(cfg.ks) > data.n_items:
-        k = max(1, min(10, data.n_items))
-        raise DiffCLError(
-            f"{data.name}: the dataset has {data.n_items} items, fewer than K={max(cfg.ks)} of the metrics (ks={cfg.ks}); "
-            f"Recall@K needs at least K items. Fix: pass smaller --ks, e.g. --ks {k} --select-metric recall@{k} "
-            f"(in Python: TrainConfig(ks=({k},), select_metric='recall@{k}'))."
-        )
-    ckpt_path = None
-    if cfg.checkpoint_dir:
-        ckpt_path = ensure_writable_dir(cfg.checkpoint_dir, "--checkpoint-dir") / CHECKPOINT_NAME
-        _remove_stale_temporaries(ckpt_path.parent)
-    model_config = (run_meta or {}).get("model_config")
-    if model_config is None and hasattr(model, "config"):
-        model_config = asdict(model.config)
-    fingerprint = dataset_fingerprint(data) if ckpt_path is not None else None
+    _check_ks(data, cfg)
+    ckpt_path, model_config, fingerprint = _checkpoint_setup(model, data, cfg, run_meta)
     sampler = BPRSampler(data, cfg.batch_size, seed=cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, Any]] = []
@@ -356,28 +454,9 @@ def train(
     if cfg.resume:
         if ckpt_path is None:
             raise DiffCLError("--resume needs --checkpoint-dir DIR (the folder holding checkpoint.pt).")
-        ck = load_checkpoint(ckpt_path, map_location=device)
         assert fingerprint is not None
-        overridden = _check_resume(ck, ckpt_path, model, cfg, model_config, fingerprint)
-        try:
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DiffCLError(
-                f"checkpoint {ckpt_path}: its weights do not fit this model ({first[:300]}). Fix: drop --resume "
-                f"(or pass another --checkpoint-dir) to start a new run."
-            ) from None
-        for group in optimizer.param_groups:  # the optimiser runs at this run's lr (equal unless overridden)
-            group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
-        if overridden:
-            log.warning("resuming %s with overridden settings: %s", ckpt_path, "; ".join(overridden))
-        _set_rng_state(ck["rng"], sampler)
-        history = list(ck["history"])
-        best = dict(ck["best"])
-        bad_evals = int(ck["bad_evals"])
-        start_epoch = int(ck["epoch"]) + 1
-        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+        history, best, bad_evals, start_epoch = _resume(ckpt_path, model, optimizer, sampler, cfg, model_config,
+                                                        fingerprint, device)
     t_run = time.perf_counter()
     train_times, eval_times = [], []
     stopped = False
@@ -388,48 +467,12 @@ def train(
         if bad_evals >= cfg.patience:
             stopped = True
             break
-        model.train()
-        if hasattr(model, "pre_epoch"):
-            model.pre_epoch()  # e.g. FREEDOM's per-epoch edge pruning
-        t0 = time.perf_counter()
-        sums: dict[str, Any] = {}
-        acc_dtype = accumulation_dtype(device)
-        try:
-            for b, (u, p, n) in enumerate(sampler.epoch()):
-                if b >= n_batches:
-                    break
-                terms = model.loss(torch.as_tensor(u, device=device), torch.as_tensor(p, device=device),
-                                   torch.as_tensor(n, device=device))
-                optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                optimizer.step()
-                # accumulate on the device: a float() per term would synchronise the GPU every step
-                for k, v in terms.items():
-                    sums[k] = sums[k] + v.detach().to(acc_dtype) if k in sums else v.detach().to(acc_dtype)
-        except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
-            raise _oom_error(exc, cfg, "training") from exc
-        sums = {k: float(v) for k, v in sums.items()}  # one synchronisation per epoch
-        train_times.append(time.perf_counter() - t0)
-        row: dict[str, Any] = {"epoch": epoch, **{f"loss_{k}": v / n_batches for k, v in sums.items()},
-                               "train_seconds": round(train_times[-1], 4)}
-        if not all(math.isfinite(v) for v in sums.values()):
-            raise DiffCLError(f"epoch {epoch}: the loss became NaN/inf ({sums}); lower --lr (now {cfg.lr}) or the loss weights.")
-        if cfg.diagnostics and hasattr(model, "view_diagnostics"):
-            # views' deviation from x0 and from each other, uniformity, CL gradient (one fixed sample of nodes)
-            row.update(model.view_diagnostics())
+        sums, seconds = _train_epoch(model, sampler, optimizer, device, n_batches, cfg)
+        train_times.append(seconds)
+        row = _epoch_row(model, cfg, epoch, sums, n_batches, train_times[-1])
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             t1 = time.perf_counter()
-            try:
-                valid = evaluate(model, data, "valid", cfg.ks, cfg.eval_batch_size)
-                score = valid[cfg.select_metric]
-                if score > best["score"]:
-                    test = evaluate(model, data, "test", cfg.ks, cfg.eval_batch_size)
-                    best = {"epoch": epoch, "score": score, "valid": valid, "test": test, "state": _to_cpu_state(model)}
-                    bad_evals = 0
-                else:
-                    bad_evals += 1
-            except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
-                raise _oom_error(exc, cfg, "evaluation") from exc
+            valid, best, bad_evals = _evaluate_epoch(model, data, cfg, epoch, best, bad_evals)
             eval_times.append(time.perf_counter() - t1)
             row.update({f"valid_{k}": round(v, 6) for k, v in valid.items()})
             row["eval_seconds"] = round(eval_times[-1], 4)
@@ -439,31 +482,24 @@ def train(
         log.info("epoch %d: %s", epoch, {k: v for k, v in row.items() if k != "epoch"})
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {
-                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                "epoch": epoch, "model_name": model.name, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "rng": _rng_state(sampler), "history": history,
-                "best": best, "bad_evals": bad_evals, "train_config": _plain(asdict(cfg)),
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch, "model_name": model.name,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(sampler),
+                "history": history, "best": best, "bad_evals": bad_evals, "train_config": _plain(asdict(cfg)),
                 "model_config": _plain(model_config) if model_config is not None else None,
-                "dataset": fingerprint, "meta": _plain(run_meta or {}),
-            })
+                "dataset": fingerprint, "meta": _plain(run_meta or {})})
         if on_epoch is not None:
             on_epoch(row, history)
     epochs.close()
     if best["state"] is not None:
         model.load_state_dict({k: v.to(device) for k, v in best["state"].items()})
     return TrainResult(
-        model=model.name,
-        dataset=data.name,
-        best_epoch=int(best["epoch"]),
+        model=model.name, dataset=data.name, best_epoch=int(best["epoch"]),
         valid={k: round(float(v), 6) for k, v in best["valid"].items()},
         test={k: round(float(v), 6) for k, v in best["test"].items()},
-        history=history,
-        seconds=time.perf_counter() - t_run,
+        history=history, seconds=time.perf_counter() - t_run,
         epoch_seconds=float(np.mean(train_times)) if train_times else 0.0,
         eval_seconds=float(np.mean(eval_times)) if eval_times else 0.0,
-        epochs_run=len(history),
-        stopped_early=stopped or bad_evals >= cfg.patience,
-        device=str(device),
+        epochs_run=len(history), stopped_early=stopped or bad_evals >= cfg.patience, device=str(device),
     )
 
 
