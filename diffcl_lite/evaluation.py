@@ -24,7 +24,8 @@ from .errors import DiffCLError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_KS", "metric_names", "ranking_metrics", "evaluate_embeddings", "evaluate", "user_topk"]
+__all__ = ["DEFAULT_KS", "metric_names", "ranking_metrics", "evaluate_embeddings", "evaluate", "user_topk",
+           "ITEM_GROUPS", "item_groups", "group_recall", "group_metric_name"]
 
 DEFAULT_KS = (10, 20)
 
@@ -151,3 +152,66 @@ def user_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, data: RecDataset, 
     held = data.interaction_matrix(split)
     relevant = np.sort(held.indices[held.indptr[user] : held.indptr[user + 1]].astype(np.int64))
     return ranked, relevant
+
+
+# ---------------------------------------------------------------------------------------------
+# Recall by item group: cold / tail / head items (notebook 09, the verdict)
+# ---------------------------------------------------------------------------------------------
+#: the item groups of :func:`item_groups`, in this order
+ITEM_GROUPS = ("cold", "tail", "head")
+
+
+def group_metric_name(group: str, k: int = 20) -> str:
+    """``"recall@20[cold]"``: the key of a group's Recall@K in run records and tables."""
+    if group not in ITEM_GROUPS:
+        raise DiffCLError(f"group_metric_name: group={group!r} is not one of {ITEM_GROUPS}.")
+    return f"recall@{int(k)}[{group}]"
+
+
+def item_groups(data: RecDataset, cold_max_degree: int | None = None, head_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """Boolean masks (one per item) of the cold, tail and head items, from the TRAIN degrees.
+
+    Introduced in notebook 09. Grouping (each item in exactly one group):
+
+    - **cold**: train degree ``<= cold_max_degree`` (default: the generator's
+      ``cold_item_train_keep`` when the dataset was made with rare items, else 0, i.e. never seen
+      in train);
+    - **head**: among the other items, those in the top ``head_fraction`` of ALL items by train
+      degree: items are ranked by (degree descending, item id ascending) and the first
+      ``round(head_fraction * n_items)`` ranks are head, so ties at the border go to the lower id;
+    - **tail**: every item that is neither cold nor head (the low-degree bulk, about 80 %).
+    """
+    if not 0.0 < head_fraction < 1.0:
+        raise DiffCLError(f"item_groups: head_fraction={head_fraction} must lie in (0, 1), e.g. 0.2.")
+    if cold_max_degree is None:
+        misleading = data.meta.get("generator", {}).get("misleading", {}) if isinstance(data.meta, dict) else {}
+        cold_max_degree = int(misleading.get("cold_item_train_keep", 0)) if misleading.get("cold_item_fraction") else 0
+    if cold_max_degree < 0:
+        raise DiffCLError(f"item_groups: cold_max_degree={cold_max_degree} must be >= 0.")
+    deg = data.item_degrees("train")
+    cold = deg <= int(cold_max_degree)
+    # rank by (degree desc, id asc): lexsort sorts by the last key first
+    order = np.lexsort((np.arange(data.n_items), -deg))
+    n_head = int(round(head_fraction * data.n_items))
+    head = np.zeros(data.n_items, dtype=bool)
+    head[order[:n_head]] = True
+    head &= ~cold
+    tail = ~cold & ~head
+    return {"cold": cold, "tail": tail, "head": head}
+
+
+def group_recall(top: torch.Tensor, relevant: torch.Tensor, in_group: torch.Tensor, k: int = 20) -> torch.Tensor:
+    """Per-user Recall@K restricted to held-out items of one group (NaN where a user has none).
+
+    ``top``: (U, >=K) ranked item ids; ``relevant``: (U, n_items) boolean held-out items;
+    ``in_group``: (n_items,) boolean mask of the group. The ranking is the usual one over all
+    items; only the numerator and denominator are restricted:
+    Recall@K_g(u) = |top_K(u) ∩ T_u ∩ G| / |T_u ∩ G|.
+    """
+    if top.shape[1] < k:
+        raise DiffCLError(f"group_recall: K={k} needs at least {k} ranked items, got {top.shape[1]}.")
+    rel_g = relevant & in_group[None, :]
+    hits = rel_g.gather(1, top[:, :k]).sum(1).double()
+    denom = rel_g.sum(1).double()
+    # 0 / 0 -> NaN: users with no held-out item of the group are skipped by the means
+    return torch.where(denom > 0, hits / denom.clamp(min=1), torch.full_like(denom, float("nan")))

@@ -200,20 +200,27 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from . import stats  # noqa: E402
-from .evaluation import DEFAULT_KS, _csr_rows_to_dense, ranking_metrics  # noqa: E402
+from .evaluation import (DEFAULT_KS, ITEM_GROUPS, _csr_rows_to_dense, group_metric_name, group_recall,  # noqa: E402
+                         item_groups, ranking_metrics)
 
 #: metrics kept per test user (for the paired bootstrap over users)
 PER_USER_METRICS = ("recall@20", "ndcg@20")
+#: per-user Recall@20 restricted to cold / tail / head test items (NaN where a user has none)
+GROUP_METRICS = tuple(group_metric_name(g, 20) for g in ITEM_GROUPS)
 REFERENCE_LABEL = "diffcl"
 
 
 @torch.no_grad()
 def per_user_metrics(model, data: RecDataset, split: str = "test", ks: Sequence[int] = DEFAULT_KS,
-                     batch_size: int = 1024) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                     batch_size: int = 1024, groups: dict[str, np.ndarray] | None = None,
+                     group_k: int = 20) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(users, {metric: per-user values})`` with the protocol of :func:`~diffcl_lite.evaluation.evaluate`.
 
     The mean of each array over users equals the metric ``evaluate`` reports (a test checks it).
     Users are those with at least one held-out item in ``split``, in increasing id order.
+    ``groups`` (``{name: item mask}``, e.g. :func:`~diffcl_lite.evaluation.item_groups`) adds
+    ``recall@<group_k>[<name>]``: Recall restricted to the user's held-out items of that group,
+    NaN for users with none (:func:`~diffcl_lite.evaluation.group_recall`).
     """
     if split not in ("valid", "test"):
         raise DiffCLError(f"per_user_metrics: split={split!r} must be 'valid' or 'test'.")
@@ -226,15 +233,24 @@ def per_user_metrics(model, data: RecDataset, split: str = "test", ks: Sequence[
     n_rel_all = np.diff(heldout.indptr)
     users = np.where(n_rel_all > 0)[0]
     parts: dict[str, list[np.ndarray]] = {}
+    masks = {g: torch.as_tensor(np.asarray(m, dtype=bool), device=device) for g, m in (groups or {}).items()}
+    for g, m in masks.items():
+        if m.shape != (data.n_items,):
+            raise DiffCLError(f"per_user_metrics: the mask of group {g!r} has shape {tuple(m.shape)}, "
+                              f"expected ({data.n_items},) (one entry per item).")
+    kmax = max(max(ks), group_k) if masks else max(ks)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         bt = torch.as_tensor(batch, device=device)
         # ŷ_ui = e_u · e_i, train (and valid, for test) items masked
         scores = (user_emb[bt] @ item_emb.T).masked_fill(_csr_rows_to_dense(masked, batch, device), float("-inf"))
-        top = torch.topk(scores, max(ks), dim=1).indices
-        hits = _csr_rows_to_dense(heldout, batch, device).gather(1, top)
+        top = torch.topk(scores, kmax, dim=1).indices
+        relevant = _csr_rows_to_dense(heldout, batch, device)
+        hits = relevant.gather(1, top)
         for name, val in ranking_metrics(hits, torch.as_tensor(n_rel_all[batch], device=device), ks).items():
             parts.setdefault(name, []).append(val.double().cpu().numpy())
+        for g, m in masks.items():
+            parts.setdefault(f"recall@{group_k}[{g}]", []).append(group_recall(top, relevant, m, group_k).cpu().numpy())
     return users.astype(np.int64), {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -315,20 +331,37 @@ class RunStore:
 
 def run_one(data: RecDataset, spec: RunSpec, seed: int, device: str = "auto", cache_dir: str | None = None,
             keep_history: bool = True) -> dict[str, Any]:
-    """Train ``spec`` with ``seed``; return a run record with the result and per-user test metrics."""
+    """Train ``spec`` with ``seed``; return a run record with the result and per-user test metrics.
+
+    Besides Recall@20 and NDCG@20 per test user, the record holds the item-group Recall@20
+    (:data:`GROUP_METRICS`, groups of :func:`~diffcl_lite.evaluation.item_groups`): per user in
+    ``per_user`` (``None`` where the user has no test item of the group) and as means over the
+    users that have one in ``result["test"]``; ``item_groups`` counts the items of each group.
+    """
     tcfg = replace(spec.train, seed=int(seed))
     t0 = time.perf_counter()
     model, res = run_experiment(data, spec.model, spec.config, tcfg, device=device, cache_dir=cache_dir)
-    users, per_user = per_user_metrics(model, data, "test", tcfg.ks, tcfg.eval_batch_size)
+    groups = item_groups(data)
+    users, per_user = per_user_metrics(model, data, "test", tcfg.ks, tcfg.eval_batch_size, groups=groups)
     result = res.to_json()
     if not keep_history:
         result.pop("history", None)
+    for m in GROUP_METRICS:
+        vals = per_user[m][np.isfinite(per_user[m])]
+        result["test"][m] = round(float(vals.mean()), 6) if vals.size else None
     return {
         "key": run_key(spec, seed, data.name), "label": spec.label, "model": spec.model, "seed": int(seed),
         "dataset": data.name, "config": spec.config.to_dict(), "train": _plain_train(tcfg), "result": result,
-        "per_user": {"users": users.tolist(), **{m: np.round(per_user[m], 6).tolist() for m in PER_USER_METRICS}},
+        "per_user": {"users": users.tolist(), **{m: np.round(per_user[m], 6).tolist() for m in PER_USER_METRICS},
+                     **{m: _finite_or_none(per_user[m]) for m in GROUP_METRICS}},
+        "item_groups": {g: int(mask.sum()) for g, mask in groups.items()},
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    """Per-user values for JSON: rounded, ``None`` where NaN (a user without items of a group)."""
+    return [round(float(v), 6) if np.isfinite(v) else None for v in values]
 
 
 def _plain_train(tcfg: TrainConfig) -> dict[str, Any]:
@@ -374,10 +407,8 @@ def ablation_specs(base: DiffCLConfig | None = None, train_config: TrainConfig |
     """The rows of :func:`ablation_variants` as :class:`RunSpec` objects with one train config.
 
     ``models``: keep only the rows with these short names (``diffcl``, ``random-views``, ``no-cl``,
-    ``no-align``, ``no-item-graph``, ``lightgcn``, ``mf``; see :func:`~diffcl_lite.tuning.short_name`).
+    ``no-align``, ``no-item-graph``, ``lightgcn``, ``mf``; see :func:`short_name`).
     """
-    from .tuning import short_name
-
     tcfg = train_config or TrainConfig()
     specs = [RunSpec(label, name, cfg, tcfg) for label, name, cfg in ablation_variants(base, include_baselines)]
     if models:
@@ -387,6 +418,22 @@ def ablation_specs(base: DiffCLConfig | None = None, train_config: TrainConfig |
             raise DiffCLError(f"unknown models {bad}; choose from {known}.")
         specs = [s for s in specs if short_name(s) in models]
     return specs
+
+
+def short_name(spec: RunSpec) -> str:
+    """``diffcl``, ``random-views``, ``no-cl``, ``no-align``, ``no-item-graph``, ``lightgcn``, ``mf``."""
+    if spec.model != "diffcl":
+        return spec.model
+    c = spec.config
+    if c.view_kind == "random":
+        return "random-views"
+    if not c.use_cl:
+        return "no-cl"
+    if not c.use_align:
+        return "no-align"
+    if not c.use_item_graph:
+        return "no-item-graph"
+    return "diffcl"
 
 
 def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABEL, metric: str = "recall@20",
@@ -414,6 +461,11 @@ def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABE
             for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"):
                 vals = [x[split].get(m, float("nan")) for x in res]
                 row[f"{split}_{m}"] = {"values": vals, "mean": stats.mean_sd(vals)[0], "sd": stats.mean_sd(vals)[1]}
+        if metric not in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"):
+            vals = [_nan(x["test"].get(metric)) for x in res]
+            row[f"test_{metric}"] = {"values": vals, "mean": float(np.nanmean(vals)) if np.isfinite(vals).any() else None,
+                                     "sd": stats.mean_sd([v for v in vals if np.isfinite(v)])[1]
+                                     if np.isfinite(vals).any() else None}
         row["best_epoch"] = [x["best_epoch"] for x in res]
         row["epochs_run"] = [x["epochs_run"] for x in res]
         row["epoch_seconds"] = stats.mean_sd([x["epoch_seconds"] for x in res])[0]
@@ -422,18 +474,24 @@ def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABE
         row["vs_reference"] = None
         if label != reference and len(common) >= 1 and ref:
             seeds = [r["seed"] for r in common]
-            a = [r["result"]["test"][metric] for r in common]
-            b = [ref[s]["result"]["test"][metric] for s in seeds]
-            t = stats.paired_ttest(a, b).to_json() if len(common) >= 2 else None
+            a = [_nan(r["result"]["test"].get(metric)) for r in common]
+            b = [_nan(ref[s]["result"]["test"].get(metric)) for s in seeds]
+            ok = [i for i in range(len(a)) if np.isfinite(a[i]) and np.isfinite(b[i])]
+            a, b = [a[i] for i in ok], [b[i] for i in ok]
+            t = stats.paired_ttest(a, b).to_json() if len(ok) >= 2 else None
             boot = None
-            if metric in recs[0].get("per_user", {}):
+            if metric in recs[0].get("per_user", {}) and ok:
                 ua, va = _user_means(common, metric)
                 ub, vb = _user_means([ref[s] for s in seeds], metric)
                 if not np.array_equal(ua, ub):
                     raise DiffCLError(f"summarize: rows {label!r} and {reference!r} were evaluated on different test users; "
                                       "were they run on the same dataset?")
-                boot = stats.paired_bootstrap(va, vb, n_boot=n_boot, seed=boot_seed).to_json()
-            row["vs_reference"] = {"seeds": seeds, "diff": float(np.mean(a) - np.mean(b)), "ttest": t, "bootstrap": boot}
+                # users without a held-out item of the group (NaN, the same users in every run) are left out
+                both = np.isfinite(va) & np.isfinite(vb)
+                if both.sum() >= 2:
+                    boot = stats.paired_bootstrap(va[both], vb[both], n_boot=n_boot, seed=boot_seed).to_json()
+            row["vs_reference"] = None if not ok else {
+                "seeds": [seeds[i] for i in ok], "diff": float(np.mean(a) - np.mean(b)), "ttest": t, "bootstrap": boot}
         rows.append(row)
     for kind in ("ttest", "bootstrap"):
         idx = [i for i, r in enumerate(rows) if r["vs_reference"] and r["vs_reference"][kind]]
@@ -447,8 +505,14 @@ def summarize(records: Sequence[dict[str, Any]], reference: str = REFERENCE_LABE
 
 def _user_means(recs: Sequence[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray]:
     users = np.asarray(recs[0]["per_user"]["users"])
-    vals = np.mean([np.asarray(r["per_user"][metric], dtype=np.float64) for r in recs], axis=0)
+    # None (no held-out item of a group) -> NaN; a user is NaN in every run of one dataset
+    vals = np.mean([np.array([np.nan if v is None else v for v in r["per_user"][metric]], dtype=np.float64)
+                    for r in recs], axis=0)
     return users, vals
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _fmt_p(p: float | None) -> str:

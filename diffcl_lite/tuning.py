@@ -34,7 +34,7 @@ import numpy as np
 from .data import RecDataset
 from .errors import DiffCLError
 from .experiments import (REFERENCE_LABEL, RunSpec, RunStore, ablation_specs, per_user_metrics, run_key, run_seeded,
-                          safe_name, summarize, summary_table, table_legend, write_summary)
+                          safe_name, short_name, summarize, summary_table, table_legend, write_summary)
 from .model import DiffCLConfig
 from .training import CHECKPOINT_NAME, TrainConfig, load_checkpoint, run_experiment, train
 from .fileutil import atomic_write_bytes
@@ -62,22 +62,6 @@ ITEM_GRAPH_SPACE: dict[str, list[Any]] = {"item_graph_k": [5, 10, 20], "item_gra
 
 _TRAIN_KNOBS = {f.name for f in fields(TrainConfig)}
 _MODEL_KNOBS = {f.name for f in fields(DiffCLConfig)}
-
-
-def short_name(spec: RunSpec) -> str:
-    """``diffcl``, ``random-views``, ``no-cl``, ``no-align``, ``no-item-graph``, ``lightgcn``, ``mf``."""
-    if spec.model != "diffcl":
-        return spec.model
-    c = spec.config
-    if c.view_kind == "random":
-        return "random-views"
-    if not c.use_cl:
-        return "no-cl"
-    if not c.use_align:
-        return "no-align"
-    if not c.use_item_graph:
-        return "no-item-graph"
-    return "diffcl"
 
 
 def search_space(spec: RunSpec) -> dict[str, list[Any]]:

@@ -120,3 +120,41 @@ def test_run_ablation_seeds_writes_tables(small, tmp_path):
                               progress=False, train_missing=False)
     assert [len(r["seeds"]) for r in part] == [2, 2] + [1] * (len(rows) - 2)
     assert len((tmp_path / f"ablation_{small.name}.runs.jsonl").read_text().splitlines()) == len(rows) + 2
+
+
+def test_run_records_hold_item_group_recall_and_paired_tests_use_only_users_with_items(tmp_path):
+    from diffcl_lite.evaluation import item_groups
+    from diffcl_lite.experiments import GROUP_METRICS, run_one
+
+    data = make_synthetic(n_users=120, n_items=80, n_topics=4, interactions_per_user=8, cold_item_fraction=0.2,
+                          cold_item_train_keep=1, seed=0, name="groups")
+    groups = item_groups(data)
+    assert groups["cold"].sum() > 0  # the generator's cold_item_train_keep is read
+    recs = [run_one(data, RunSpec(lab, name, CFG, TINY), s) for s in (0, 1) for lab, name in
+            (("diffcl", "lightgcn"), ("MF-BPR", "mf"))]
+    rec = recs[0]
+    assert rec["item_groups"] == {g: int(m.sum()) for g, m in groups.items()}
+    test = data.interaction_matrix("test")
+    for m in GROUP_METRICS:
+        g = m.split("[")[1].rstrip("]")
+        vals = rec["per_user"][m]
+        assert len(vals) == len(rec["per_user"]["users"])
+        for u, v in zip(rec["per_user"]["users"], vals):  # None exactly where the user has no test item of the group
+            has = groups[g][test.indices[test.indptr[u]:test.indptr[u + 1]]].any()
+            assert (v is None) == (not has)
+        finite = [v for v in vals if v is not None]
+        assert rec["result"]["test"][m] == pytest.approx(np.mean(finite), abs=1e-5)
+    rows = {r["label"]: r for r in summarize(recs, metric=GROUP_METRICS[0], n_boot=200)}
+    boot = rows["MF-BPR"]["vs_reference"]["bootstrap"]
+    n_cold_users = sum(v is not None for v in rec["per_user"][GROUP_METRICS[0]])
+    assert boot["n"] == n_cold_users
+    json.dumps(recs, allow_nan=False)  # JSON-safe: no NaN
+
+
+def test_short_name_lives_in_experiments_and_tuning_reexports_it():
+    from diffcl_lite import experiments, tuning
+
+    assert tuning.short_name is experiments.short_name
+    specs = experiments.ablation_specs(CFG, TINY)
+    assert [experiments.short_name(s) for s in specs] == ["diffcl", "random-views", "no-cl", "no-align",
+                                                          "no-item-graph", "lightgcn", "mf"]
