@@ -6,7 +6,7 @@ module            what it holds                                                 
 ``notebook``      ``setup_notebook``: seeds, device, fast mode, ``save_figure``  all
 ``viz``           the figures, one module per part of the series                01-08
 ``widgets``       thin ipywidgets wrappers over the pure figure functions       01-08
-``measures``      what the lessons measure on the method (``alignment``)        06
+``measures``      lesson measures: graphs, diffusion, views, alignment          01-06
 ================  ============================================================  ==========
 
 The exercise checks stay :mod:`diffcl_lite.checks`: student notebooks and the grader name that
