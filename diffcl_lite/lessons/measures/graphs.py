@@ -211,7 +211,7 @@ def neighbour_topic_agreement(
 # ---------------------------------------------------------------------------------------------
 def _unit_rows_f64(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(unit rows of x in float64 without the all-zero rows, mask of the rows kept)``; cosine is undefined for 0."""
-    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    t = torch.as_tensor(to_numpy(x))
     if t.ndim != 2:
         raise DiffCLError(f"x has shape {tuple(t.shape)}; expected a 2-D array (n, d) of embeddings.")
     t = t.to(torch.float64)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ...errors import DiffCLError
-from .common import _np, embed_2d, scatter_2d
+from .common import _np, embed_2d, pca_basis, pca_project, scatter_2d
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +123,12 @@ def plot_view_maps(x0: Any, views: dict[str, Any], labels: Any, highlight: Any =
         a = _np(v).astype(np.float64)
         return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
-    base = unit(x0)
-    mean = base.mean(0, keepdims=True)
-    _, _, vt = np.linalg.svd(base - mean, full_matrices=False)
-    comps = vt[:2] * np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(1)])[:, None]
+    basis = pca_basis(unit(x0))  # the PCA frame of x0's unit rows, shared by every panel
     panels = {"original $x_0$": x0, **views}
     lab = np.asarray(labels)
     hl = None if highlight is None else np.asarray(highlight, dtype=bool)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
-    coords_all = [(unit(v) - mean) @ comps.T for v in panels.values()]
+    coords_all = [pca_project(unit(v), basis) for v in panels.values()]
     lim = np.abs(np.concatenate(coords_all)).max() * 1.05
     for ax, (name, v), xy in zip(axes[0], panels.items(), coords_all):
         scatter_2d(xy, lab, ax=ax, legend=(ax is axes[0][0]))
