@@ -48,7 +48,7 @@ $(LESSONS_STAMP): pyproject.toml scripts/install_torch.py
 	$(VENV_PY) scripts/install_torch.py --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)"
 	$(VENV_PY) -m pip install -e ".[lessons]"
 	$(VENV_PY) -m ipykernel install --sys-prefix --name diffcl-lite --display-name "Python (diffcl-lite)"
-	-git config filter.diffcl-strip.clean "$(VENV_PY) -m diffcl_lite.nbtools clean" 2>/dev/null
+	-git config filter.diffcl-strip.clean "$(VENV_PY) -m diffcl_lite.course.nbtools clean" 2>/dev/null
 	-git config filter.diffcl-strip.smudge cat 2>/dev/null
 	touch $@
 
@@ -76,10 +76,10 @@ student-verify: $(STAMP) ## Fail when student/ is stale (run by `make test`; fix
 
 # Lesson notebooks are committed stripped: outputs cleared except in golden cells (first line
 # `# NBVAL_CHECK_OUTPUT`), which nbval compares. To refresh golden outputs after a change:
-# $(VENV_PY) -m diffcl_lite.nbtools execute notebooks/NN_name.ipynb (see notebooks/README.md).
+# $(VENV_PY) -m diffcl_lite.course.nbtools execute notebooks/NN_name.ipynb (see notebooks/README.md).
 .PHONY: strip
 strip: $(STAMP) ## Strip notebooks/*.ipynb before committing (keeps golden cells' outputs)
-	$(VENV_PY) -m diffcl_lite.nbtools strip notebooks
+	$(VENV_PY) -m diffcl_lite.course.nbtools strip notebooks
 
 # Static site: the lesson notebooks executed (SITE_MODE=fast|full) and rendered to HTML in site/,
 # with the widget renderer, require.js, MathJax and plotly.js served from site/_static (works offline).
@@ -87,16 +87,16 @@ SITE_MODE ?= fast
 SITE_ARGS ?=
 .PHONY: site
 site: $(STAMP) ## Render the executed notebooks to HTML in site/ (SITE_MODE=fast|full, SITE_ARGS="--only 03")
-	$(VENV_PY) -m diffcl_lite.site --mode $(SITE_MODE) --out site $(SITE_ARGS)
+	$(VENV_PY) -m diffcl_lite.course.site --mode $(SITE_MODE) --out site $(SITE_ARGS)
 
 # Figures: every notebook executed in full mode; each saves its key figures to figures/ (PNG from
 # matplotlib, HTML for interactive plotly) through ctx.save_figure. Executed copies go to build/.
-# (nbtools' client polls the kernel in short steps: plain nbconvert can stall after widget cells.)
+# (the course's notebook runner polls the kernel in short steps: plain nbconvert can stall after widget cells.)
 FIGURE_NOTEBOOKS ?= $(sort $(wildcard notebooks/0*.ipynb))
 .PHONY: figures bench
 figures: $(STAMP) ## Execute the series in full mode and write its figures to figures/ (FIGURE_NOTEBOOKS=...)
 	@mkdir -p build/executed figures
-	$(VENV_PY) -m diffcl_lite.nbtools execute --full --timeout 3600 --output-dir build/executed $(FIGURE_NOTEBOOKS)
+	$(VENV_PY) -m diffcl_lite.course.nbtools execute --full --timeout 3600 --output-dir build/executed $(FIGURE_NOTEBOOKS)
 
 bench: $(STAMP) ## Timing benchmarks by hand (not tests): training/evaluation at TikTok size, kNN graph
 	$(VENV_PY) benchmarks/bench_train.py --dataset synthetic-tiktok --epochs 2

@@ -21,6 +21,6 @@ def pytest_collection_modifyitems(config, items):  # noqa: D103
         if item.__class__.__name__ == "IPyNbCell":
             item.add_marker(pytest.mark.notebooks)
     # golden cells are compared even when nbstripout cleared their execution counts
-    from diffcl_lite.nbtools import compare_golden_without_counts
+    from diffcl_lite.course.nbtools import compare_golden_without_counts
 
     compare_golden_without_counts(items)

@@ -599,12 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_runs.add_argument("--markdown", action="store_true", help="print a markdown table")
     p_runs.add_argument("--json", action="store_true", help="print the rows as JSON")
     p_runs.set_defaults(func=cmd_runs)
-    try:
-        from . import classroom  # noqa: F401
-    except ImportError:
-        classroom = None
-    if classroom is not None and hasattr(classroom, "add_cli"):
-        classroom.add_cli(sub)
+    from .course.classroom import add_cli as add_classroom_cli  # the course tools' commands (light imports only)
+
+    add_classroom_cli(sub)
     for p in sub.choices.values():  # --log-level works after every subcommand too
         _add_log_level(p)
     parser._diffcl_subparsers = dict(sub.choices)  # type: ignore[attr-defined]

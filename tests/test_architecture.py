@@ -7,8 +7,9 @@ Layers, bottom to top:
   ``evaluation``, ``experiments`` and their helpers: import only each other and the basics;
 * **datasets** ``datasets/``: imports itself, the basics and :mod:`diffcl_lite.data` (the
   ``RecDataset`` container it fills and ``make_synthetic`` behind the synthetic names);
-* **lessons** ``lessons/`` and ``checks``: may import the method, the datasets and the basics;
-* **course** ``classroom*``, ``site``, ``nbtools``: import only each other and the basics;
+* **lessons** ``lessons/`` (the exercise checks included): may import the method, the datasets and the basics;
+* **course** ``course/``: imports only itself and the basics (the grader reads ``lessons/checks.py`` as a
+  file, never imports it);
 * **entry points** the package ``__init__``, ``cli``, ``__main__``: anything, but the course
   tools only inside functions (so ``python -m diffcl_lite --help`` stays light).
 
@@ -26,20 +27,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "diffcl_lite"
 BASICS = {"diffcl_lite.errors", "diffcl_lite.utils", "diffcl_lite.fileutil"}
 ENTRY = {"diffcl_lite", "diffcl_lite.cli", "diffcl_lite.__main__"}
-COURSE_PREFIXES = ("diffcl_lite.classroom", "diffcl_lite.site", "diffcl_lite.nbtools")
+COURSE_PREFIX = "diffcl_lite.course"
 
 #: (importer, imported) pairs that break the layer rules today, each with its reason.
-ALLOWED: dict[tuple[str, str], str] = {
-    # The grader's kernel start-up reads the pristine source of the checks module that student
-    # notebooks import (integrity check of the exercise verdicts): the course needs that one name.
-    ("diffcl_lite.classroom_runtime", "diffcl_lite.checks"):
-        "the grader pins the checks module that student notebooks import",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 #: import cycles that exist today (each held off by an import inside a function), as sets of modules.
 ALLOWED_CYCLES: list[tuple[frozenset[str], str]] = [
-    (frozenset({"diffcl_lite.classroom", "diffcl_lite.classroom_grade"}),
-     "classroom's command line calls grade(); classroom_grade reads the notebook convention of classroom"),
     (frozenset({"diffcl_lite.experiments", "diffcl_lite.tuning"}),
      "experiments labels tuned rows with tuning.short_name; tuning runs experiments' seeded runs"),
 ]
@@ -97,9 +91,9 @@ def layer(name: str) -> str:
         return "basics"
     if name == "diffcl_lite.datasets" or name.startswith("diffcl_lite.datasets."):
         return "datasets"
-    if name.startswith("diffcl_lite.lessons") or name == "diffcl_lite.checks":
+    if name == "diffcl_lite.lessons" or name.startswith("diffcl_lite.lessons."):
         return "lessons"
-    if name.startswith(COURSE_PREFIXES):
+    if name == COURSE_PREFIX or name.startswith(COURSE_PREFIX + "."):
         return "course"
     return "method"
 
@@ -128,7 +122,8 @@ def test_the_layers_exist():
     layers = {layer(n) for n in MODULES}
     assert layers == set(MAY_IMPORT), layers
     for must in ("diffcl_lite.data", "diffcl_lite.model", "diffcl_lite.datasets.formats",
-                 "diffcl_lite.lessons.notebook", "diffcl_lite.lessons.viz", "diffcl_lite.classroom"):
+                 "diffcl_lite.lessons.notebook", "diffcl_lite.lessons.viz", "diffcl_lite.lessons.checks",
+                 "diffcl_lite.course.classroom", "diffcl_lite.course.runner"):
         assert must in MODULES, must
 
 

@@ -7,7 +7,7 @@ the embedding atlas, and check what is drawn: no cell error, no broken widget, t
 SVG, and a plot that changes when the ``t`` slider moves. Screenshots go to the test's temporary
 folder; ``DIFFCL_UPDATE_SCREENSHOTS=1`` writes them to ``figures/screenshot_*.png`` instead.
 
-The site test builds one page with :mod:`diffcl_lite.site` and opens it with every non-local request
+The site test builds one page with :mod:`diffcl_lite.course.site` and opens it with every non-local request
 blocked. The tests at the bottom (no browser) check the offline rewriting of the site's HTML.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import shutil
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -187,8 +186,8 @@ def test_harness_on_fixture_notebook(lab_root: Path, lab: bs.LabServer, lab_page
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site_dir(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-page site built from the fixture notebook (fast mode) with diffcl_lite.site."""
-    from diffcl_lite.site import SiteBuildError, build_site
+    """A one-page site built from the fixture notebook (fast mode) with diffcl_lite.course.site."""
+    from diffcl_lite.course.site import SiteBuildError, build_site
 
     work = tmp_path_factory.mktemp("site-src")
     src = work / "01_browser_fixture.ipynb"
@@ -246,7 +245,7 @@ def test_site_page_renders_offline(site_dir: Path, browser: Any, tmp_path: Path)
 # Offline rewriting of the site's HTML (no browser, no network)
 # ---------------------------------------------------------------------------------------------
 def test_external_references_finds_loaders_not_links() -> None:
-    from diffcl_lite.site import external_references
+    from diffcl_lite.course.site import external_references
 
     page = """<html><head><script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js"></script>
     <link rel="stylesheet" href="//fonts.example.org/a.css"><style>@import "https://x.org/b.css";</style>
@@ -267,7 +266,7 @@ def test_external_references_finds_loaders_not_links() -> None:
 def test_rewrite_offline_swaps_inline_plotly_and_drops_mathjax_cdn() -> None:
     from plotly.offline import get_plotlyjs
 
-    from diffcl_lite.site import PLOTLY_JS_URL, external_references, rewrite_offline
+    from diffcl_lite.course.site import PLOTLY_JS_URL, external_references, rewrite_offline
 
     page = ("<p><a href='04_reverse_diffusion.ipynb#goals'>next</a> <a href=\"https://x.org/a.ipynb\">ext</a></p>"
             "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script><script>" + get_plotlyjs() + "</script>"
@@ -282,7 +281,7 @@ def test_rewrite_offline_swaps_inline_plotly_and_drops_mathjax_cdn() -> None:
 
 
 def test_find_notebooks_orders_and_explains(tmp_path: Path) -> None:
-    from diffcl_lite.site import SiteBuildError, find_notebooks
+    from diffcl_lite.course.site import SiteBuildError, find_notebooks
 
     for n in ("10_b.ipynb", "02_a.ipynb", "notes.ipynb", "01_z.ipynb"):
         (tmp_path / n).write_text("{}")
@@ -294,7 +293,7 @@ def test_find_notebooks_orders_and_explains(tmp_path: Path) -> None:
 
 def test_npm_assets_are_checked_and_extracted(tmp_path: Path) -> None:
     """A cached tarball is used only when its sha512 matches; members land under _static."""
-    from diffcl_lite.site import NpmAsset, SiteBuildError, _extract_members, fetch_npm_tarball, sri_sha512
+    from diffcl_lite.course.site import NpmAsset, SiteBuildError, _extract_members, fetch_npm_tarball, sri_sha512
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -315,36 +314,3 @@ def test_npm_assets_are_checked_and_extracted(tmp_path: Path) -> None:
     wrong = NpmAsset(good.name, good.version, asset.integrity, members=(("lib", "pkg"),))
     with pytest.raises(SiteBuildError, match="not found inside the package"):
         _extract_members(wrong, cache / good.tarball_name, static)
-
-
-def test_chunked_get_msg_bounds_a_missed_wakeup() -> None:
-    """A channel that only notices a waiting message when its poll times out is polled in short steps."""
-    import asyncio
-    from queue import Empty
-
-    from diffcl_lite.site import _chunked_get_msg
-
-    def channel(loop: asyncio.AbstractEventLoop, ready_at: float):  # type: ignore[no-untyped-def]
-        async def get_msg(timeout: float | None = None) -> str:
-            # the message is only seen when the poll's timeout ends (never with timeout=None)
-            await asyncio.sleep(timeout if timeout is not None else 3600)
-            if loop.time() >= ready_at:
-                return "reply"
-            raise Empty
-        return get_msg
-
-    async def scenario() -> tuple[float, float]:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        assert await _chunked_get_msg(channel(loop, t0 + 0.2), step=0.1)(timeout=30) == "reply"
-        got_after = loop.time() - t0
-        t1 = loop.time()
-        with pytest.raises(Empty):  # nothing arrives: Empty once the caller's timeout is over
-            await _chunked_get_msg(channel(loop, t1 + 3600), step=0.1)(timeout=0.3)
-        return got_after, loop.time() - t1
-
-    # own thread: Playwright's sync API keeps an event loop running in this one while the browser is open
-    with ThreadPoolExecutor(1) as pool:
-        got_after, empty_after = pool.submit(asyncio.run, scenario()).result()
-    assert got_after < 1.0, got_after  # a single 30 s poll would have returned after 30 s
-    assert 0.25 < empty_after < 2.0, empty_after

@@ -21,11 +21,13 @@ import nbformat
 import numpy as np
 import pytest
 
-from diffcl_lite import classroom, classroom_grade, classroom_static, classroom_values
-from diffcl_lite.classroom import (Master, build_student_copies, make_student_copy, notebook_text, parse_master,
-                                   source_of)
-from diffcl_lite.classroom_exec import execute, kernel_env, sandbox_spec
-from diffcl_lite.classroom_grade import build_run, match_submission
+from diffcl_lite.course import classroom, static, values
+from diffcl_lite.course import grade as grading
+from diffcl_lite.course.classroom import build_student_copies, make_student_copy, notebook_text
+from diffcl_lite.course.convention import STUDENT_NOTE_ID, source_of
+from diffcl_lite.course.grade import build_run, match_submission
+from diffcl_lite.course.masters import Master, parse_master
+from diffcl_lite.course.worker import execute, kernel_env, sandbox_spec
 from diffcl_lite.cli import main as cli_main
 from diffcl_lite.errors import DiffCLError
 
@@ -34,7 +36,7 @@ MASTERS = FIX / "masters"
 SUBS = FIX / "submissions"
 REPO = Path(__file__).resolve().parents[1]
 T, S = "01_tiny.ipynb", "02_small.ipynb"
-ISOLATION = classroom_grade.isolation_problem()
+ISOLATION = grading.isolation_problem()
 needs_isolation = pytest.mark.skipif(ISOLATION is not None, reason=f"no namespace sandbox here: {ISOLATION}")
 
 # student -> points of (01.1 /2, 01.2 /3, 02.1 /1, 02.2 /2, 02.3 /1)
@@ -120,7 +122,7 @@ def graded(tmp_path_factory):
         pytest.skip(f"no namespace sandbox here: {ISOLATION}")
     out = tmp_path_factory.mktemp("grades")
     before = _tree_hash(FIX)
-    checks_py = (REPO / "diffcl_lite" / "checks.py").read_bytes()
+    checks_py = (REPO / "diffcl_lite" / "lessons" / "checks.py").read_bytes()
     server = http.server.HTTPServer(("127.0.0.1", 0), _Solution)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -132,7 +134,7 @@ def graded(tmp_path_factory):
         rows = list(csv.DictReader(fh))
     return {"rc": rc, "out": out, "rows": rows, "fixtures_unchanged": _tree_hash(FIX) == before,
             # vandal deletes checks.py and writes x.py into the package it imports
-            "package_unchanged": ((REPO / "diffcl_lite" / "checks.py").read_bytes() == checks_py
+            "package_unchanged": ((REPO / "diffcl_lite" / "lessons" / "checks.py").read_bytes() == checks_py
                                   and not (REPO / "diffcl_lite" / "x.py").exists()),
             "survivors": _survivors(b"diffcl-fixture-survivor")}
 
@@ -289,7 +291,7 @@ def test_broken_calibration_stops_the_run(tmp_path, capsys):
 
 
 def test_grade_refuses_without_isolation_unless_unsafe(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(classroom_grade, "isolation_problem", lambda: "unshare (user namespaces): Operation not permitted")
+    monkeypatch.setattr(grading, "isolation_problem", lambda: "unshare (user namespaces): Operation not permitted")
     args = ["classroom", "grade", str(SUBS), "--out", str(tmp_path / "o"), "--masters", str(MASTERS), "--quiet"]
     assert cli_main(args) == 2
     err = capsys.readouterr().err.strip()
@@ -304,7 +306,7 @@ def test_unsafe_mode_still_judges_outside_the_learners_process(tmp_path):
     for student in ("alice", "hooker"):
         (subs / student).mkdir(parents=True)
         shutil.copy(SUBS / student / S, subs / student / S)
-    result = classroom_grade.grade(subs, tmp_path / "out", classroom_grade.GradeConfig(
+    result = grading.grade(subs, tmp_path / "out", grading.GradeConfig(
         masters=MASTERS, timeout_s=10, memory_mb=1024, jobs=2, progress=False, unsafe=True))
     got = {(r.student, r.exercise): r.points for r in result.rows}
     assert got == {("alice", "02.1"): 1, ("alice", "02.2"): 2, ("alice", "02.3"): 1,
@@ -350,39 +352,39 @@ def test_strip_expected_removes_every_expected_value():
     src = ("expected = stats.mean_sd(v)\nshown = ref(v)\nprint(shown)\n"
            "check('a', f(v), expected, exercise='1', hint='h')\ncheck('b', f(w), expected=g(w))\n"
            "run_check('c', lambda: f(v), stats.mean_sd(v), points=2)")
-    out = classroom_static.strip_expected(src, {"expected"})
+    out = static.strip_expected(src, {"expected"})
     assert "mean_sd" not in out and "g(w)" not in out and "expected = None" in out
     assert "shown = ref(v)" in out and "hint='h'" in out and "points=2" in out and "f(w)" in out
     # names read only inside expected values (across the notebook) may be blanked; `w` is also an input
-    assert classroom_static.expected_only_names([src], ["print(v)"]) == {"expected", "g"}
+    assert static.expected_only_names([src], ["print(v)"]) == {"expected", "g"}
 
 
 def test_reference_names_and_findings():
     master = parse_master(MASTERS / "02_small.ipynb")
     ex = master.exercises["02.2"]
-    refs = classroom_static.reference_names([source_of(master.nb.cells[i]) for i in ex.check_cells], ex.functions)
+    refs = static.reference_names([source_of(master.nb.cells[i]) for i in ex.check_cells], ex.functions)
     assert refs == {"mean_sd"}
-    funcs = set(classroom_grade.exercise_functions(master))
+    funcs = set(grading.exercise_functions(master))
     copied = (FIX / "routes" / "copier_22.py").read_text()
-    assert "mean_sd" in classroom_static.exercise_findings([copied], ex.functions, refs, funcs)[0]
+    assert "mean_sd" in static.exercise_findings([copied], ex.functions, refs, funcs)[0]
     honest = (FIX / "routes" / "oscar_22.py").read_text()
-    assert classroom_static.exercise_findings([honest], ex.functions, refs, funcs) == []
-    framed = classroom_static.exercise_findings([(FIX / "routes" / "faker_22.py").read_text()], ex.functions, refs, funcs)
+    assert static.exercise_findings([honest], ex.functions, refs, funcs) == []
+    framed = static.exercise_findings([(FIX / "routes" / "faker_22.py").read_text()], ex.functions, refs, funcs)
     assert any("frames" in f for f in framed)
     # a helper defined in another cell is part of the function; exploring the reference at top level is not
     helper = "def _h(v):\n    return stats.mean_sd(v)\ndef mean_sd_by_hand(v):\n    return _h(v)"
-    assert classroom_static.exercise_findings([helper], ex.functions, refs, funcs)
+    assert static.exercise_findings([helper], ex.functions, refs, funcs)
     explore = "print(stats.mean_sd(v))\n" + honest
-    assert classroom_static.exercise_findings([explore], ex.functions, refs, funcs) == []
+    assert static.exercise_findings([explore], ex.functions, refs, funcs) == []
 
 
 def test_values_cross_as_plain_data_only(tmp_path):
-    enc = classroom_values.Encoder()
+    enc = values.Encoder()
     value = {"a": (1, 2.5, float("nan")), "b": np.arange(6).reshape(2, 3), "c": "text", "d": None, "e": [True]}
     tree = enc.encode(value)
-    classroom_values.dump_cell(str(tmp_path), "cell-1", {"v": tree}, enc.arrays)
-    record, arrays = classroom_values.load_cell(str(tmp_path), "cell-1")
-    back = classroom_values.decode(record["v"], arrays)
+    values.dump_cell(str(tmp_path), "cell-1", {"v": tree}, enc.arrays)
+    record, arrays = values.load_cell(str(tmp_path), "cell-1")
+    back = values.decode(record["v"], arrays)
     assert back["a"][:2] == (1, 2.5) and np.isnan(back["a"][2]) and back["c"] == "text" and back["d"] is None
     assert np.array_equal(back["b"], value["b"]) and back["e"] == [True]
 
@@ -390,14 +392,14 @@ def test_values_cross_as_plain_data_only(tmp_path):
         def __eq__(self, other):
             return True
 
-    assert isinstance(classroom_values.decode(enc.encode(Liar()), {}), classroom_values.Unsupported)
+    assert isinstance(values.decode(enc.encode(Liar()), {}), values.Unsupported)
     np.savez(tmp_path / "cell-2.npz", a0=np.array([object()], dtype=object), allow_pickle=True)
     (tmp_path / "cell-2.json").write_text('{"v": {"t": "ndarray", "a": "a0"}}')
     with pytest.raises(ValueError):
-        classroom_values.load_cell(str(tmp_path), "cell-2")  # an object array is never unpickled
+        values.load_cell(str(tmp_path), "cell-2")  # an object array is never unpickled
     (tmp_path / "cell-3.json").symlink_to("/etc/hostname")
-    with pytest.raises(classroom_values.ValueFileError, match="cannot open"):
-        classroom_values.load_cell(str(tmp_path), "cell-3")  # a link planted by a learner is never followed
+    with pytest.raises(values.ValueFileError, match="cannot open"):
+        values.load_cell(str(tmp_path), "cell-3")  # a link planted by a learner is never followed
 
 
 def test_match_submission_without_metadata_or_ids():
@@ -434,7 +436,7 @@ def test_student_copy_removes_solutions_hidden_checks_and_outputs():
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert not any(source_of(c).startswith("# NBVAL_CHECK_OUTPUT") for c in code)
     assert "return np.zeros(len(x))" in source_of(next(c for c in code if c.get("id") == "stub-11"))
-    assert nb.cells[1].id == classroom.STUDENT_NOTE_ID and nb.metadata["diffcl"]["student_copy"] is True
+    assert nb.cells[1].id == STUDENT_NOTE_ID and nb.metadata["diffcl"]["student_copy"] is True
     assert any(c.get("metadata", {}).get("diffcl", {}).get("exercise") == "01.1" for c in code)
     assert notebook_text(make_student_copy(master)) == notebook_text(nb)  # deterministic
     assert master.nb.cells[5].metadata["tags"] == ["solution"]  # the master is untouched
@@ -521,9 +523,9 @@ def _run_student_copy(master_path: Path, tmp_path: Path, timeout_s: float) -> tu
 @needs_isolation
 def test_sandbox_caps_output_and_ends_a_run_over_the_memory_limit(tmp_path, monkeypatch):
     """Children share the memory limit (RLIMIT_DATA is per process; the watchdog sums the whole sandbox)."""
-    from diffcl_lite import classroom_exec
+    from diffcl_lite.course import worker
 
-    monkeypatch.setattr(classroom_exec, "MAX_OUTPUT_CHARS", 10_000)
+    monkeypatch.setattr(worker, "MAX_OUTPUT_CHARS", 10_000)
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("for i in range(5000):\n    print('x' * 100)"),
         nbformat.v4.new_code_cell("import subprocess, sys, time\n"
@@ -531,7 +533,7 @@ def test_sandbox_caps_output_and_ends_a_run_over_the_memory_limit(tmp_path, monk
                                   "import time; time.sleep(60)  # diffcl-memory-child'], start_new_session=True) "
                                   "for _ in range(3)]\ntime.sleep(60)"),
         nbformat.v4.new_code_cell("print('never reached')")])
-    gdir = Path(classroom_grade._short_tmpdir("dg-"))
+    gdir = Path(grading._short_tmpdir("dg-"))
     try:
         spec = sandbox_spec(gdir, memory_mb=500, env=kernel_env())
         report = execute(nb, gdir, timeout_s=30, memory_mb=500, sandbox=spec, gdir=gdir)
@@ -581,7 +583,7 @@ def test_masters_of_the_fixture_are_current():
 @pytest.mark.slow
 def test_real_notebooks_grade_solutions_full_and_stubs_zero(tmp_path):
     """Grading the series itself: each master's solutions pass all its checks, an unfilled student copy scores 0."""
-    from diffcl_lite.classroom_grade import GradeConfig, grade
+    from diffcl_lite.course.grade import GradeConfig, grade
 
     if not REAL:
         pytest.skip("notebooks/ has no notebooks yet")

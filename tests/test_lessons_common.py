@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from diffcl_lite.lessons.measures.alignment import anchor_agreement, matched_pair_rank
-from diffcl_lite.checks import check, run_check
+from diffcl_lite.lessons.checks import check, run_check
 from diffcl_lite.lessons.notebook import fast_mode, setup_notebook
 from diffcl_lite.lessons.viz import embed_2d, knn_for_umap, neighbourhood_purity, pca_2d
 

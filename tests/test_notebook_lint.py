@@ -1,4 +1,4 @@
-"""Static checks of the lesson notebooks (the notebook conventions) and of ``diffcl_lite.nbtools``.
+"""Static checks of the lesson notebooks (the notebook conventions) and of ``diffcl_lite.course.nbtools``.
 
 Every ``notebooks/*.ipynb`` that exists is checked; the lessons that are not written yet are
 skipped. Running the notebooks themselves is nbval's job (``pytest`` collects ``notebooks/``).
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diffcl_lite import nbtools
+from diffcl_lite.course import nbtools
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -312,34 +312,6 @@ def test_lint_rejects_unstripped_notebook(tmp_path):
     path = tmp_path / name
     nbformat.write(book, path)
     assert any("not a golden cell" in p for p in nbtools.check_notebook(path))
-
-
-def test_shell_polling_in_steps_returns_early_and_keeps_the_timeout():
-    import asyncio
-    import time
-    from queue import Empty
-
-    class Channel:  # a socket whose poll misses the first wake-ups, as in jupyter/nbclient#312
-        def __init__(self, ready_after: int):
-            self.calls, self.ready_after = 0, ready_after
-
-        async def get_msg(self, timeout=None):
-            self.calls += 1
-            if self.calls > self.ready_after:
-                return {"msg": "reply"}
-            await asyncio.sleep(timeout or 0)
-            raise Empty
-
-    chan = Channel(ready_after=2)
-    nbtools._poll_in_steps(chan, step=0.01)
-    start = time.monotonic()
-    assert asyncio.run(chan.get_msg(timeout=30)) == {"msg": "reply"}
-    assert chan.calls == 3 and time.monotonic() - start < 5
-    never = Channel(ready_after=10**9)
-    nbtools._poll_in_steps(never, step=0.01)
-    with pytest.raises(Empty):
-        asyncio.run(never.get_msg(timeout=0.05))
-    assert never.calls >= 2
 
 
 def test_outputs_only_in_keep_output_cells(nb):

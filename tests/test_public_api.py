@@ -22,11 +22,11 @@ PUBLIC = {
 
 #: modules whose ``__all__`` is still missing or lists imported names, with the reason (drop an entry once fixed)
 NOT_YET: dict[str, str] = {
-    "diffcl_lite.checks": "no __all__ yet: the grader pins this file's bytes while it grades",
+    "diffcl_lite.lessons.checks": "no __all__ yet: the grader pins this file's bytes while it grades",
     "diffcl_lite.experiments": "no __all__ yet",
 }
 #: the classroom modules are still being written; they get their __all__ in the course package
-NOT_YET_PREFIX = "diffcl_lite.classroom"
+NOT_YET_PREFIX = "diffcl_lite.course"
 
 
 def module_name(path: Path) -> str:
@@ -129,7 +129,7 @@ def test_public_api_resolves_lazily():
             "    obj = getattr(dl, name)\n"
             "    assert obj.__module__ == home, (name, obj.__module__, home)\n"
             "    assert name in dl.__all__ and name in dir(dl), name\n"
-            "assert 'diffcl_lite.course' not in sys.modules and 'diffcl_lite.classroom' not in sys.modules\n"
+            "assert 'diffcl_lite.course' not in sys.modules\n"
             "assert 'diffcl_lite.lessons' not in sys.modules, 'the method API must not load the lessons'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=PACKAGE.parent)

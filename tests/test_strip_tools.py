@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diffcl_lite import nbtools
+from diffcl_lite.course import nbtools
 
 REPO = Path(__file__).resolve().parents[1]
 LESSON = REPO / "notebooks" / "03_forward_diffusion.ipynb"
@@ -70,7 +70,7 @@ def test_clean_filter_command_line(tmp_path):
     nb = json.loads(text)
     nb["cells"][2]["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["noise\n"]}]
     nb["cells"][2]["execution_count"] = 9
-    run = subprocess.run([sys.executable, "-m", "diffcl_lite.nbtools", "clean"], input=json.dumps(nb),
+    run = subprocess.run([sys.executable, "-m", "diffcl_lite.course.nbtools", "clean"], input=json.dumps(nb),
                          capture_output=True, text=True, check=True)
     assert run.stdout == text
 
@@ -92,7 +92,7 @@ def _tiny_notebook(path: Path, printed: str, recorded: str) -> None:
 
 def _nbval(folder: Path) -> subprocess.CompletedProcess:
     (folder / "conftest.py").write_text(textwrap.dedent("""
-        from diffcl_lite.nbtools import compare_golden_without_counts
+        from diffcl_lite.course.nbtools import compare_golden_without_counts
 
         def pytest_collection_modifyitems(config, items):
             compare_golden_without_counts(items)

@@ -1,13 +1,13 @@
 """Grader code that runs inside a grading kernel (the grader injects the calls; learners never use this).
 
-Two kinds of kernel run it, each in its own sandbox (:mod:`diffcl_lite.classroom_sandbox`):
+Two kinds of kernel run it, each in its own sandbox (:mod:`diffcl_lite.course.sandbox`):
 
 **A submission's kernel** (``install("student", ...)``) runs the learner's cells and the master's
 check cells, but *judges nothing*: in a check cell, ``check``/``run_check`` only record the value
 they are given, and every exercise function the cell calls is wrapped so that what it returns (or
 raises) is recorded too. The expected values are never computed there — the grader strips them
-from the check cells first (:func:`diffcl_lite.classroom_grade.strip_expected`) — and the records
-are written, cell by cell, as plain data (:mod:`diffcl_lite.classroom_values`). Whatever the learner's
+from the check cells first (:func:`diffcl_lite.course.grade.strip_expected`) — and the records
+are written, cell by cell, as plain data (:mod:`diffcl_lite.course.values`). Whatever the learner's
 code patches in this process (``numpy``, the package, the checks, this module, IPython hooks) can
 change only what it records, which is no more than what its functions could return anyway.
 
@@ -42,6 +42,9 @@ MIME = "application/vnd.diffcl.grade+json"
 WATCHED = ("builtins", "math", "numpy", "numpy.linalg", "numpy.random", "torch", "torch.nn.functional",
            "torch.linalg", "scipy.sparse", "diffcl_lite")
 CHECK_NAMES = ("check", "run_check", "CheckResult")
+#: the module student notebooks import the checks from, and its file (this file is course/runtime.py)
+CHECKS_MODULE = "diffcl_lite.lessons.checks"
+CHECKS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lessons", "checks.py")
 _IPY_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 #: module attributes the kernel itself replaces at every cell (ipykernel's stdin forwarding)
 _VOLATILE = {"builtins": {"input", "raw_input", "_", "__", "___"}}
@@ -69,7 +72,7 @@ def _watched_modules() -> dict[str, types.ModuleType]:
     for name, mod in list(sys.modules.items()):
         if not isinstance(mod, types.ModuleType):
             continue
-        if name in WATCHED or (name.startswith("diffcl_lite.") and not name.startswith("diffcl_lite.classroom")):
+        if name in WATCHED or (name.startswith("diffcl_lite.") and not name.startswith("diffcl_lite.course")):
             out[name] = mod
     return out
 
@@ -80,23 +83,21 @@ def install(mode: str, functions: list[str], out: str | None = None, facts: str 
     ``mode``: ``student`` (record only) or ``calibrate`` (the judge); ``out``: folder of the records;
     ``facts``: the grader's JSON description of the calibration notebook's cells (calibrate only).
     """
-    import diffcl_lite.checks as checks
-
-    with open(checks.__file__, encoding="utf-8") as fh:
+    with open(CHECKS_FILE, encoding="utf-8") as fh:  # read, never imported: the learner's copy may be patched
         _state["src"] = fh.read()
-    _state.update(mode=mode, file=checks.__file__, functions=list(functions), out=out)
+    _state.update(mode=mode, file=CHECKS_FILE, functions=list(functions), out=out)
     if facts:
         with open(facts, encoding="utf-8") as fh:
             _state["facts"] = json.load(fh)
 
 
 def _fresh_checks(hidden: bool) -> tuple[types.ModuleType, list[dict[str, Any]], list[Any]]:
-    """A new ``diffcl_lite.checks`` built from the pristine source; its verdicts go to a private list.
+    """A new ``diffcl_lite.lessons.checks`` built from the pristine source; its verdicts go to a private list.
 
     Returns ``(module, verdicts, captured)``: ``captured`` gets ``(value, expected, kwargs)`` of each
     verdict that came from a comparison (None for a ``run_check`` whose function raised).
     """
-    mod = types.ModuleType("diffcl_lite.checks")
+    mod = types.ModuleType(CHECKS_MODULE)
     mod.__file__ = _state["file"]
     exec(compile(_state["src"], _state["file"], "exec"), vars(mod))  # noqa: S102 - the pristine checks source
     mod._HIDE_EXPECTED = bool(hidden)
@@ -123,15 +124,15 @@ def _fresh_checks(hidden: bool) -> tuple[types.ModuleType, list[dict[str, Any]],
 
 def _bind_checks(ns: dict[str, Any], mod: types.ModuleType) -> None:
     """Point every way the notebook reaches the checks (``check``, ``import ... as C``) at ``mod``."""
-    sys.modules["diffcl_lite.checks"] = mod
-    package = sys.modules.get("diffcl_lite")
+    sys.modules[CHECKS_MODULE] = mod
+    package = sys.modules.get(CHECKS_MODULE.rpartition(".")[0])
     if package is not None:
         package.checks = mod
     for key, value in list(ns.items()):
         try:
-            if isinstance(value, types.ModuleType) and value.__name__ == "diffcl_lite.checks":
+            if isinstance(value, types.ModuleType) and value.__name__ == CHECKS_MODULE:
                 ns[key] = mod
-            elif (isinstance(value, (types.FunctionType, type)) and value.__module__ == "diffcl_lite.checks"
+            elif (isinstance(value, (types.FunctionType, type)) and value.__module__ == CHECKS_MODULE
                   and hasattr(mod, value.__name__)):
                 ns[key] = getattr(mod, value.__name__)
         except Exception:  # an object with a hostile __getattr__: leave it
@@ -250,10 +251,10 @@ def _student_recorders(rec: dict[str, Any], enc: Any, mod: types.ModuleType) -> 
 
 def begin(exercise: str, kind: str, cell: int) -> None:
     """Before master check cell number ``cell`` (of exercise ``exercise``, ``kind`` self-check/hidden-check)."""
-    from .classroom_values import Encoder
+    from .values import Encoder
 
     if _state["src"] is None:
-        raise RuntimeError("diffcl_lite.classroom_runtime.install() was not called")
+        raise RuntimeError("diffcl_lite.course.runtime.install() was not called")
     ns = _ns()
     enc = Encoder()
     rec: dict[str, Any] = {"cell": cell, "exercise": exercise, "kind": kind, "calls": [], "checks": [],
@@ -278,7 +279,7 @@ def end(exercise: str, kind: str, cell: int) -> None:
         return
     rec["done"] = True
     if _state["mode"] == "student":
-        from .classroom_values import dump_cell
+        from .values import dump_cell
 
         if _state["out"]:
             dump_cell(_state["out"], f"cell-{cell}", rec, enc.arrays)
@@ -298,7 +299,7 @@ def end(exercise: str, kind: str, cell: int) -> None:
 def final() -> None:
     """Last cell of a graded run: marks it complete (and repeats what the guards restored)."""
     if _state["mode"] == "student" and _state["out"]:
-        from .classroom_values import dump_cell
+        from .values import dump_cell
 
         dump_cell(_state["out"], "final", {"final": True}, {})
     _emit({"final": True, "restored": _state["restored"]})
@@ -384,7 +385,7 @@ def _exception(call: dict[str, Any]) -> BaseException:
 
 
 def _replayers(record: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
-    from .classroom_values import Unsupported, decode
+    from .values import Unsupported, decode
 
     queues: dict[str, deque] = {}
     for call in record.get("calls", []):
@@ -441,7 +442,7 @@ def _replay(cell: int, record: dict[str, Any], arrays: dict[str, Any], overlay: 
             ns[name] = user_ns[name]
     ns.update(replayers)
     saved = {k: user_ns.get(k, _MISSING) for k in list(replayers) + list(CHECK_NAMES)}
-    saved_checks = sys.modules.get("diffcl_lite.checks")
+    saved_checks = sys.modules.get(CHECKS_MODULE)
     for name in CHECK_NAMES:
         ns[name] = getattr(mod, name)
     user_ns.update(replayers)  # helper functions of the master resolve their globals in the kernel's namespace
@@ -451,7 +452,7 @@ def _replay(cell: int, record: dict[str, Any], arrays: dict[str, Any], overlay: 
     error = None
     _set_rng_state(c["rng"])
     try:
-        sys.modules["diffcl_lite.checks"] = mod
+        sys.modules[CHECKS_MODULE] = mod
         exec(compile(c["source"], f"<check cell {cell}>", "exec"), ns)  # noqa: S102 - the master's own check cell
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:400]
@@ -462,7 +463,7 @@ def _replay(cell: int, record: dict[str, Any], arrays: dict[str, Any], overlay: 
             else:
                 user_ns[k] = v
         if saved_checks is not None:
-            sys.modules["diffcl_lite.checks"] = saved_checks
+            sys.modules[CHECKS_MODULE] = saved_checks
     writes = {k: v for k, v in ns.items()
               if not k.startswith("__") and k not in replayers and k not in CHECK_NAMES
               and (k not in start or start[k] is not v)}
@@ -471,7 +472,7 @@ def _replay(cell: int, record: dict[str, Any], arrays: dict[str, Any], overlay: 
 
 def _fallback(cell: int, record: dict[str, Any], arrays: dict[str, Any]) -> list[dict[str, Any]]:
     """Compare the values recorded in the submission's kernel with the master's expected values, here."""
-    from .classroom_values import Unsupported, ValueFileError, decode
+    from .values import Unsupported, ValueFileError, decode
 
     c = _state["calib"][cell]
     mod, verdicts, _ = _fresh_checks(c.get("kind") == "hidden-check")
@@ -596,7 +597,7 @@ def self_replay(path: str) -> None:
 
 def judge(records_dir: str, path: str) -> None:
     """Verdicts for one submission's records (a folder of ``cell-N.json``/``.npz``), written to ``path``."""
-    from .classroom_values import ValueFileError, load_cell
+    from .values import ValueFileError, load_cell
 
     records: dict[int, Any] = {}
     problems: dict[str, str] = {}

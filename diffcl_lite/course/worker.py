@@ -1,13 +1,13 @@
 """Run one notebook in a fresh, isolated, resource-limited kernel: the engine of the classroom grader.
 
-Used by :mod:`diffcl_lite.classroom` (student-copy checks) and :mod:`diffcl_lite.classroom_grade`
+Used by :mod:`diffcl_lite.course.classroom` (student-copy checks) and :mod:`diffcl_lite.course.grade`
 (one worker process per submission, one judge per master). This file deliberately imports nothing
 from ``diffcl_lite`` (importing the package loads torch, ~2 s): the grader starts it as a plain
-script, ``python classroom_exec.py TASK.json``, so a worker costs only the nbclient start-up.
+script, ``python worker.py TASK.json``, so a worker costs only the nbclient start-up.
 
 The worker (this process) is the trusted side: it talks to the kernel over ZeroMQ, keeps the time,
 watches the memory, caps what the kernel sends, and writes the report. The kernel itself runs in a
-sandbox (:mod:`diffcl_lite.classroom_sandbox`) that it cannot leave, kill or see out of; its sockets
+sandbox (:mod:`diffcl_lite.course.sandbox`) that it cannot leave, kill or see out of; its sockets
 are files in a folder shared with the worker (``ipc`` transport: the kernel has no network).
 
 Limits of one run:
@@ -47,10 +47,12 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-log = logging.getLogger("diffcl_lite.classroom_exec")
+log = logging.getLogger("diffcl_lite.course.worker")
 
 HERE = Path(__file__).resolve().parent
-SANDBOX = HERE / "classroom_sandbox.py"
+#: the diffcl_lite package folder: mounted read-only inside each sandbox
+PACKAGE_DIR = HERE.parent
+SANDBOX = HERE / "sandbox.py"
 #: how often the memory watchdog looks at the kernel's processes (seconds)
 WATCHDOG_PERIOD_S = 0.2
 #: outputs of one cell beyond this many characters are dropped
@@ -70,7 +72,7 @@ INNER_WORK = "/tmp/work"
 
 def kernel_argv(memory_mb: int | None, cpu_s: int | None, python: str | None = None) -> list[str]:
     """Command line of a resource-limited IPython kernel (``{connection_file}`` is filled in by jupyter_client)."""
-    argv = [python or sys.executable, "-m", "diffcl_lite.classroom_kernel"]
+    argv = [python or sys.executable, "-m", "diffcl_lite.course.kernel"]
     if memory_mb:
         argv += ["--memory-mb", str(int(memory_mb))]
     if cpu_s:
@@ -179,15 +181,23 @@ class _Watchdog(threading.Thread):
 # ---------------------------------------------------------------- the sandbox of a kernel
 
 
-def _sandbox_module() -> Any:
-    if "classroom_sandbox" in sys.modules:
-        return sys.modules["classroom_sandbox"]
-    sys.path.insert(0, str(HERE))
-    try:
-        import classroom_sandbox as cs  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
-    return cs
+def _sibling(stem: str) -> Any:
+    """``course/<stem>.py`` loaded from its file: this worker runs as a plain script, without the package."""
+    name = f"_diffcl_course_{stem}"
+    if name not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{stem}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def sandbox_module() -> Any:
+    """:mod:`diffcl_lite.course.sandbox`, loaded from its file (no package import, so no torch)."""
+    return _sibling("sandbox")
 
 
 def kernel_env(*, fast: bool = True, threads: int = 1, extra: dict[str, str] | None = None,
@@ -219,7 +229,7 @@ def sandbox_spec(gdir: Path, *, memory_mb: int | None, nproc: int = 256, disk_mb
     The records go to ``/grader/out``: a private tmpfs of ``records_mb`` that the worker copies from
     before it ends the sandbox (``records_mb=None``: ``gdir/out`` itself, read-write, for the judge).
     """
-    cs = _sandbox_module()
+    cs = sandbox_module()
     run, out = gdir / "run", gdir / "out"
     root = gdir / "root"
     for d in (run, out, root):
@@ -228,7 +238,7 @@ def sandbox_spec(gdir: Path, *, memory_mb: int | None, nproc: int = 256, disk_mb
     shared = [[str(run), str(run), "rw"]] + ([] if records_mb else [[str(out), INNER_OUT, "rw"]])
     spec = {"root": str(root), "root_size_mb": 8, "tmp_size_mb": int(disk_mb),
             "binds": cs.base_binds() + [[p, p, "ro"] for p in cs.python_prefixes()]
-            + [[str(HERE), f"{INNER_PKG}/diffcl_lite", "ro"]] + shared + (binds or []),
+            + [[str(PACKAGE_DIR), f"{INNER_PKG}/diffcl_lite", "ro"]] + shared + (binds or []),
             "tmpfs": [[INNER_OUT, int(records_mb)]] if records_mb else [],
             "symlinks": cs.base_symlinks(), "files": cs.base_files(), "copies": mpl,
             "tmp_dirs": ["/tmp/home", INNER_WORK, "/tmp/mpl", "/tmp/ipython", "/tmp/jupyter", "/tmp/cache"],
@@ -323,7 +333,6 @@ class KernelRun:
         import zmq.asyncio
         from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
         from jupyter_client.manager import AsyncKernelManager
-        from nbclient import NotebookClient
         from nbformat.v4 import new_output
 
         argv = self._argv()
@@ -335,8 +344,9 @@ class KernelRun:
 
         run_self = self
 
-        class _CappedClient(NotebookClient):
-            """Caps every output, errors included (a print loop or a huge exception must not fill the grader)."""
+        class _CappedClient(_sibling("runner").client_class()):  # type: ignore[misc]
+            """The course's notebook runner, capping every output, errors included (a print loop or a huge
+            exception must not fill the grader)."""
 
             def output(self, outs: Any, msg: dict[str, Any], display_id: Any, cell_index: int) -> Any:
                 content = msg.get("content", {})
@@ -559,7 +569,7 @@ def _write_json(path: str, data: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker entry point: ``python classroom_exec.py TASK.json``.
+    """Worker entry point: ``python worker.py TASK.json``.
 
     TASK.json keys: notebook, gdir, timeout_s, memory_mb, out_notebook, out_report, pid_file, sandbox
     (a spec or null), env, cwd; ``judge``: after the cells, run ``judge.ready`` in the same kernel, print

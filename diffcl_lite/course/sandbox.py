@@ -1,6 +1,6 @@
 """Run one command isolated with Linux namespaces: the sandbox of every grading kernel.
 
-``python classroom_sandbox.py SPEC.json -- COMMAND ...`` (started by :mod:`diffcl_lite.classroom_exec`
+``python sandbox.py SPEC.json -- COMMAND ...`` (started by :mod:`diffcl_lite.course.worker`
 as the "kernel" of a run; this file imports nothing from ``diffcl_lite`` and needs no privilege).
 What it does, with the kernel interfaces only (no Docker, no bubblewrap, no setuid helper):
 
@@ -26,7 +26,7 @@ What it does, with the kernel interfaces only (no Docker, no bubblewrap, no setu
 The kernel's ZeroMQ sockets live in a folder that PID 1 remounts read-only as soon as they exist
 (``freeze``): a learner can then neither remove them nor plant a link where the grader connects.
 
-``python classroom_sandbox.py --probe`` checks that this machine provides all of it (exit 0) or
+``python sandbox.py --probe`` checks that this machine provides all of it (exit 0) or
 prints the first layer it lacks.
 """
 from __future__ import annotations
@@ -593,7 +593,7 @@ def main(argv: list[str]) -> int:
         print("ok" if why is None else why)
         return 0 if why is None else 1
     if len(argv) < 3 or argv[1] != "--":
-        sys.stderr.write("usage: classroom_sandbox.py SPEC.json -- COMMAND ... | --probe\n")
+        sys.stderr.write("usage: sandbox.py SPEC.json -- COMMAND ... | --probe\n")
         return 2
     with open(argv[0], encoding="utf-8") as fh:
         spec = json.load(fh)

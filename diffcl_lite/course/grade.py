@@ -19,15 +19,15 @@ How one submission is graded:
    cells up to the last check cell, without ``solution`` and ``no-grade`` cells — in which each
    ``exercise`` cell is the submission's cell of that exercise id and the code cells the learner
    added are inserted where they were; check cells come from the master with their expected values
-   removed (:func:`diffcl_lite.classroom_static.strip_expected`). It runs in a sandbox
-   (:mod:`diffcl_lite.classroom_sandbox`: namespaces, no network, bounded memory, processes, disk,
+   removed (:func:`diffcl_lite.course.static.strip_expected`). It runs in a sandbox
+   (:mod:`diffcl_lite.course.sandbox`: namespaces, no network, bounded memory, processes, disk,
    time and output) and only *records* what the exercise functions return
-   (:mod:`diffcl_lite.classroom_runtime`), as plain data.
+   (:mod:`diffcl_lite.course.runtime`), as plain data.
 3. **The verdict**: the judge replays the master's check cells with those values
-   (:func:`diffcl_lite.classroom_runtime.judge`). Nothing the submission's code did in its own
+   (:func:`diffcl_lite.course.runtime.judge`). Nothing the submission's code did in its own
    process takes part in a verdict. An exercise whose function uses the package's own implementation
    of the exercise, or reaches outside its inputs (frames, the namespace, files, processes, patching
-   modules), scores 0 and is flagged for a human (:func:`diffcl_lite.classroom_static.exercise_findings`).
+   modules), scores 0 and is flagged for a human (:func:`diffcl_lite.course.static.exercise_findings`).
 
 Points of an exercise = its ``points`` x (points of the checks passed / points of all its checks).
 """
@@ -54,24 +54,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import classroom_static as static
-from .classroom import (GOLDEN_MARK, TAG_EXERCISE, TAG_HIDDEN_CHECK, TAG_NO_GRADE, TAG_PARAMETERS, TAG_SELF_CHECK,
-                        TAG_SOLUTION, Master, cell_exercise, cell_tags, defined_functions, load_masters,
-                        read_notebook, source_of)
-from .classroom_exec import INNER_IN, INNER_OUT, kernel_env, kill_session, sandbox_spec
-from .classroom_runtime import MIME
-from .classroom_values import ValueFileError, read_regular
-from .errors import DataFormatError, DiffCLError
+from . import static as static
+from .convention import (GOLDEN_MARKER, STUDENT_NOTE_ID, TAG_EXERCISE, TAG_HIDDEN_CHECK, TAG_NO_GRADE,
+                         TAG_PARAMETERS, TAG_SELF_CHECK, TAG_SOLUTION, cell_exercise, cell_tags, defined_functions,
+                         source_of)
+from .masters import Master, load_masters, read_notebook
+from .worker import INNER_IN, INNER_OUT, kernel_env, kill_session, sandbox_module, sandbox_spec
+from .runtime import MIME
+from .values import ValueFileError, read_regular
+from ..errors import DataFormatError, DiffCLError
 
 log = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-WORKER = PACKAGE_DIR / "classroom_exec.py"
-SANDBOX = PACKAGE_DIR / "classroom_sandbox.py"
+#: the diffcl_lite package folder (copied for --unsafe runs); the course tools are in its course/
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().with_name("worker.py")
 GRADER_VERSION = "2"
 CSV_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "feedback", "checks_passed",
                "checks_total", "status", "flags", "seconds"]
-RT = "import diffcl_lite.classroom_runtime as __dg__\n"
+RT = "import diffcl_lite.course.runtime as __dg__\n"
 #: a submission's records handed to the judge: file names and total size
 RECORD_NAME = re.compile(r"^(cell-\d+|final)\.(json|npz)$")
 MAX_RECORDS_BYTES = 96 * 2**20
@@ -176,12 +177,7 @@ def isolation_problem() -> str | None:
     """None when this machine can sandbox a submission, else why not (one line); probed once per process."""
     with _probe_lock:
         if "v" not in _probe_cache:
-            sys.path.insert(0, str(PACKAGE_DIR))
-            try:
-                import classroom_sandbox  # type: ignore[import-not-found]
-            finally:
-                sys.path.pop(0)
-            _probe_cache["v"] = classroom_sandbox.probe()
+            _probe_cache["v"] = sandbox_module().probe()
         return _probe_cache["v"]
 
 
@@ -223,8 +219,8 @@ def match_submission(master: Master, sub: Any) -> tuple[dict[str, str], dict[int
         src = source_of(c).strip()
         if c.cell_type == "code" and src and i not in answers:
             by_src[src] = i
-            if src.startswith(GOLDEN_MARK):  # as in the student copy, without the marker line
-                by_src[src[len(GOLDEN_MARK):].strip()] = i
+            if src.startswith(GOLDEN_MARKER):  # as in the student copy, without the marker line
+                by_src[src[len(GOLDEN_MARKER):].strip()] = i
     found: dict[str, str] = {}
     added: dict[int, list[str]] = {}
     notes: dict[str, str] = {}
@@ -975,7 +971,6 @@ def _clear_previous(out: Path) -> None:
 
 def collect_answers(master: Master, sub: Any) -> list[dict[str, Any]]:
     """Written answers: markdown/raw cells the learner added or edited, with the heading of their section."""
-    from .classroom import STUDENT_NOTE_ID
 
     by_id = {c.get("id"): c for c in master.nb.cells if c.get("id")}
     master_text = {source_of(c).strip() for c in master.nb.cells if c.cell_type != "code"}

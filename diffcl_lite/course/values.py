@@ -1,6 +1,6 @@
 """Values that cross from a learner's sandbox to the grader: plain data only, never code.
 
-The learner's kernel records what its exercise functions return (:mod:`diffcl_lite.classroom_runtime`)
+The learner's kernel records what its exercise functions return (:mod:`diffcl_lite.course.runtime`)
 and writes it with :func:`dump_cell`: one JSON file (numbers, strings, lists, dicts, ``None``) and one
 ``.npz`` with the arrays, written with ``allow_pickle=False``. The clean judge reads them back with
 :func:`load_cell`, which refuses anything else: object arrays, oversized files, deep nesting, links.

@@ -1,6 +1,6 @@
 """IPython kernel with resource limits, started by the classroom grader (never by learners).
 
-``python -m diffcl_lite.classroom_kernel --memory-mb 2048 --cpu-s 600 -f CONNECTION_FILE``
+``python -m diffcl_lite.course.kernel --memory-mb 2048 --cpu-s 600 -f CONNECTION_FILE``
 
 * ``RLIMIT_DATA`` = memory: private writable memory (heap, anonymous mmap) of the kernel. Measured
   with torch 2.13 (CPU): ``import torch`` works down to 300 MB, and an allocation beyond the
@@ -14,7 +14,7 @@
 It also skips the optional ``rfc3987_syntax`` module (see ``main``), a start-up cost of every kernel.
 
 The limits are per process (children inherit them); the grader's watchdog
-(:mod:`diffcl_lite.classroom_exec`) watches the summed RSS of the kernel's whole session.
+(:mod:`diffcl_lite.course.worker`) watches the summed RSS of the kernel's whole session.
 """
 from __future__ import annotations
 

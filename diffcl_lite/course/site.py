@@ -1,6 +1,6 @@
 """Static course site: the executed lesson notebooks rendered to HTML that works offline.
 
-Used by ``make site`` (``python -m diffcl_lite.site``), not by the lessons themselves. Each notebook in
+Used by ``make site`` (``python -m diffcl_lite.course.site``), not by the lessons themselves. Each notebook in
 ``notebooks/`` is executed with the ``diffcl-lite`` kernel (fast or full mode), its widget state is
 stored, and it is exported with nbconvert's ``lab`` HTML template into ``site/``, next to an
 ``index.html`` that links the lessons in order. Everything a page loads is served from
@@ -16,7 +16,7 @@ stored, and it is exported with nbconvert's ``lab`` HTML template into ``site/``
   and drops the MathJax-3 CDN tag plotly adds to each figure.
 
 After writing a page the build lists what it would load from another host (:func:`external_references`)
-and fails when anything is left. Run ``python -m diffcl_lite.site --help`` for the options.
+and fails when anything is left. Run ``python -m diffcl_lite.course.site --help`` for the options.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import DiffCLError
+from ..errors import DiffCLError
+from .convention import KERNEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ __all__ = [
     "SiteReport", "find_notebooks", "write_index", "build_site", "main",
 ]
 
-KERNEL_NAME = "diffcl-lite"
 STATIC = "_static"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 # Substrings that betray a CDN (checked outside inline script bodies, see external_references).
@@ -248,44 +248,6 @@ def _plotlyjs_version(js: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Executing and exporting notebooks
 # ---------------------------------------------------------------------------------------------
-def _chunked_get_msg(get_msg: Any, step: float = 1.0) -> Any:
-    """Wrap a channel's async ``get_msg(timeout)`` so that it polls at most ``step`` seconds at a time.
-
-    With a long timeout, ``zmq.asyncio`` polling of the kernel's shell channel now and then misses
-    the wake-up for a message that has arrived and returns it only when the timeout ends: a widget
-    cell then "takes" exactly the cell timeout and the build goes on without an error
-    (jupyter/nbclient#312; seen here as 60 s and 600 s stalls). Short polls bound that delay.
-    """
-    from queue import Empty
-
-    async def wrapped(timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
-            try:
-                return await get_msg(timeout=wait)
-            except Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-    return wrapped
-
-
-def _client_class() -> Any:
-    from nbclient import NotebookClient
-
-    class ShortPollClient(NotebookClient):
-        """nbclient whose kernel channels are polled in 1 s steps (see :func:`_chunked_get_msg`)."""
-
-        async def async_start_new_kernel_client(self, *args: Any, **kwargs: Any) -> Any:
-            kc = await super().async_start_new_kernel_client(*args, **kwargs)
-            for channel in (kc.shell_channel, kc.iopub_channel):
-                channel.get_msg = _chunked_get_msg(channel.get_msg)
-            return kc
-
-    return ShortPollClient
-
-
 def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NAME, cell_timeout: int | None = 600,
                      figures_dir: Path | None = None) -> Any:
     """Run ``path`` top to bottom in its own folder and return the executed notebook (widget state kept).
@@ -296,6 +258,8 @@ def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NA
     """
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    from .runner import run_notebook
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -309,16 +273,13 @@ def execute_notebook(path: Path, fast: bool = True, kernel_name: str = KERNEL_NA
         if secs > 60:
             log.warning("%s: cell %d ran %.0f s: %s", path.name, cell_index, secs, cell.source[:60].replace("\n", " "))
 
-    client = _client_class()(nb, kernel_name=kernel_name, timeout=cell_timeout, store_widget_state=True,
-                             resources={"metadata": {"path": str(path.parent)}},
-                             on_cell_start=on_start, on_cell_executed=on_done)
-    # the kernel's environment (os.environ is left alone, so several notebooks can run at once)
     # plotly inlines plotly.js with this renderer, so the static pages draw their charts offline
-    env = dict(os.environ, DIFFCL_FAST="1" if fast else "0", PLOTLY_RENDERER="plotly_mimetype+notebook")
+    env = {"PLOTLY_RENDERER": "plotly_mimetype+notebook"}
     if figures_dir:
         env["DIFFCL_FIGURES"] = str(figures_dir)
     try:
-        client.execute(env=env)
+        run_notebook(nb, path.parent, fast=fast, timeout=cell_timeout, kernel_name=kernel_name, env=env,
+                     store_widget_state=True, on_cell_start=on_start, on_cell_executed=on_done)
     except (CellExecutionError, CellTimeoutError) as exc:
         mode = "DIFFCL_FAST=1 " if fast else ""
         raise SiteBuildError(
@@ -595,10 +556,10 @@ def build_site(notebooks_dir: Path | str = "notebooks", out_dir: Path | str = "s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of ``make site``: ``python -m diffcl_lite.site --mode fast --out site``."""
+    """Command line of ``make site``: ``python -m diffcl_lite.course.site --mode fast --out site``."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m diffcl_lite.site", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m diffcl_lite.course.site", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=("fast", "full"), default="fast", help="execution mode (default: fast)")
     ap.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb lessons")
     ap.add_argument("--out", default="site", help="output folder (default: site/)")

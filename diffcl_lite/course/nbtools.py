@@ -2,10 +2,10 @@
 
 Used by the lesson notebooks' maintainers and by ``tests/test_notebook_lint.py``::
 
-    python -m diffcl_lite.nbtools strip notebooks/*.ipynb     # clear outputs, keep golden cells
-    python -m diffcl_lite.nbtools check notebooks/*.ipynb     # exit 1 if a notebook is not stripped
-    python -m diffcl_lite.nbtools clean < NB.ipynb            # git clean filter (.gitattributes)
-    python -m diffcl_lite.nbtools execute notebooks/01_user_item_graph.ipynb
+    python -m diffcl_lite.course.nbtools strip notebooks/*.ipynb     # clear outputs, keep golden cells
+    python -m diffcl_lite.course.nbtools check notebooks/*.ipynb     # exit 1 if a notebook is not stripped
+    python -m diffcl_lite.course.nbtools clean < NB.ipynb            # git clean filter (.gitattributes)
+    python -m diffcl_lite.course.nbtools execute notebooks/01_user_item_graph.ipynb
                                 # run in fast mode (DIFFCL_FAST=1), then strip: refreshes golden outputs
 
 A *golden* cell is a code cell whose first line is ``# NBVAL_CHECK_OUTPUT``. nbval (``pytest
@@ -20,25 +20,20 @@ import argparse
 import copy
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import DiffCLError
+from ..errors import DiffCLError
+from .convention import GOLDEN_MARKER, KEEP_OUTPUT_TAG, KERNELSPEC, is_golden
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "is_golden", "strip_notebook", "dumps", "read", "strip_file", "check_notebook", "compare_golden_without_counts",
-    "clean_filter", "notebook_client", "execute_file", "main",
+    "strip_notebook", "dumps", "read", "strip_file", "check_notebook", "compare_golden_without_counts",
+    "clean_filter", "execute_file", "main",
 ]
 
-GOLDEN_MARKER = "# NBVAL_CHECK_OUTPUT"
-#: the tag nbstripout (``--keep-output`` per cell) and similar tools honour: golden cells carry it
-KEEP_OUTPUT_TAG = "keep_output"
-KERNEL_NAME = "diffcl-lite"
-KERNELSPEC = {"display_name": "Python (diffcl-lite)", "language": "python", "name": KERNEL_NAME}
 LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
 #: cell metadata worth keeping (tags drive papermill, nbval, the classroom tools; diffcl = exercise ids)
 CELL_METADATA_KEEP = ("tags", "diffcl", "jupyter", "editable", "deletable", "slideshow")
@@ -46,19 +41,6 @@ CELL_METADATA_KEEP = ("tags", "diffcl", "jupyter", "editable", "deletable", "sli
 NB_METADATA_KEEP = ("kernelspec", "language_info", "diffcl")
 #: output metadata kept in golden outputs (none: nbval ignores it, Jupyter adds timings)
 STREAM_NAMES = ("stdout", "stderr")
-
-
-def _source(cell: dict[str, Any]) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
-
-
-def is_golden(cell: dict[str, Any]) -> bool:
-    """True for a code cell whose first line is ``# NBVAL_CHECK_OUTPUT``."""
-    if cell.get("cell_type") != "code":
-        return False
-    lines = _source(cell).lstrip("\n").splitlines()
-    return bool(lines) and lines[0].strip() == GOLDEN_MARKER
 
 
 def _lines(text: Any) -> list[str]:
@@ -159,7 +141,7 @@ def check_notebook(path: str | Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)
     problems: list[str] = []
-    strip_fix = f"run `python -m diffcl_lite.nbtools strip {path}` (or `make strip`)"
+    strip_fix = f"run `python -m diffcl_lite.course.nbtools strip {path}` (or `make strip`)"
     for i, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
@@ -167,7 +149,7 @@ def check_notebook(path: str | Path) -> list[str]:
             outs = cell.get("outputs") or []
             if not outs:
                 problems.append(f"cell {i} (golden, # NBVAL_CHECK_OUTPUT) has no committed output: run "
-                                f"`python -m diffcl_lite.nbtools execute {path.name}` to record it")
+                                f"`python -m diffcl_lite.course.nbtools execute {path.name}` to record it")
             elif cell.get("execution_count") is None:
                 problems.append(f"cell {i} (golden) kept its output but lost its execution count (nbstripout without "
                                 f"--keep-count does this; the tests still compare it): {strip_fix} to restore it")
@@ -231,82 +213,21 @@ def clean_filter(stdin: Any = None, stdout: Any = None) -> None:
     stdout.write(dumps(strip_notebook(nb)))
 
 
-def _poll_in_steps(channel: Any, step: float = 0.5) -> None:
-    """Make ``channel.get_msg(timeout=T)`` poll in ``step``-second slices until ``T`` is reached.
-
-    Works around jupyter/nbclient#312: after a cell that displays ipywidgets, the execute reply can
-    sit in the shell socket unnoticed until the whole cell timeout has passed (minutes). Polling
-    again in short slices picks it up at once; the overall timeout is unchanged.
-    """
-    from queue import Empty
-    from time import monotonic
-
-    original = channel.get_msg
-
-    async def get_msg(timeout: float | None = None) -> dict[str, Any]:
-        deadline = None if timeout is None else monotonic() + timeout
-        while True:
-            left = step if deadline is None else max(0.0, min(step, deadline - monotonic()))
-            try:
-                return await original(timeout=left)
-            except Empty:
-                if deadline is not None and monotonic() >= deadline:
-                    raise
-
-    channel.get_msg = get_msg
-
-
-def notebook_client(nb: Any, **kwargs: Any) -> Any:
-    """An ``nbclient.NotebookClient`` for ``nb`` that does not stall after widget cells (see :func:`_poll_in_steps`).
-
-    ``kwargs`` go to ``NotebookClient`` (``timeout``, ``kernel_name``, ``resources``...).
-    """
-    from nbclient import NotebookClient
-
-    client = NotebookClient(nb, **kwargs)
-
-    def on_start(notebook: Any = None) -> None:
-        _poll_in_steps(client.kc.shell_channel)
-
-    client.on_notebook_start = on_start
-    return client
-
-
 def execute_file(path: str | Path, fast: bool = True, timeout: int = 600, kernel_name: str | None = None,
                  output_dir: str | Path | None = None) -> None:
     """Run a notebook top to bottom (fast mode by default), write it back stripped (golden outputs kept).
 
     With ``output_dir`` the executed notebook, outputs and all, is written there instead and the
-    source notebook is left untouched (``make figures``).
-
-    The kernel runs in the notebook's folder with ``DIFFCL_FAST=1`` in its environment, like the
-    test suite. ``kernel_name`` defaults to the notebook's kernelspec (``diffcl-lite``); when that
-    kernel is not registered, the current Python is used.
+    source notebook is left untouched (``make figures``). The kernel runs in the notebook's folder
+    with ``DIFFCL_FAST=1`` in fast mode, like the test suite (see :func:`diffcl_lite.course.runner.run_notebook`).
     """
     import nbformat
 
+    from .runner import run_notebook
+
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    name = kernel_name or nb.metadata.get("kernelspec", {}).get("name", KERNEL_NAME)
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        if name not in KernelSpecManager().find_kernel_specs():
-            log.warning("kernel %r is not registered (make install registers it); using python3", name)
-            name = "python3"
-    except ImportError:  # pragma: no cover
-        pass
-    old = os.environ.get("DIFFCL_FAST")
-    os.environ["DIFFCL_FAST"] = "1" if fast else "0"
-    try:
-        client = notebook_client(nb, timeout=timeout, kernel_name=name, shutdown_kernel="immediate",
-                                 resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-    finally:
-        if old is None:
-            os.environ.pop("DIFFCL_FAST", None)
-        else:
-            os.environ["DIFFCL_FAST"] = old
+    run_notebook(nb, path.parent, fast=fast, timeout=timeout, kernel_name=kernel_name)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -330,8 +251,8 @@ def _expand(paths: Iterable[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m diffcl_lite.nbtools {strip,check,execute} NOTEBOOK...``."""
-    parser = argparse.ArgumentParser(prog="python -m diffcl_lite.nbtools", description=__doc__.split("\n\n")[0])
+    """Command line: ``python -m diffcl_lite.course.nbtools {strip,check,execute} NOTEBOOK...``."""
+    parser = argparse.ArgumentParser(prog="python -m diffcl_lite.course.nbtools", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("clean", help="git clean filter: strip the notebook on stdin to stdout (see .gitattributes)")
     for name, helptext in (("strip", "clear outputs in place, keep golden cells' outputs"),

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Iterable
 
 CHECK_FUNCS = ("check", "run_check")
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: the diffcl_lite package folder
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 #: names common enough in honest array code that they never count as "the reference implementation"
 GENERIC = frozenset("""to item numpy shape sum mean forward size get copy T data values keys items append update run
@@ -40,10 +41,10 @@ OUTSIDE = {
     "the notebook's namespace": ({"get_ipython", "In", "Out", "_ih", "_oh", "globals", "vars", "locals",
                                   "__builtins__", "builtins", "__main__"}, {"user_ns", "user_global_ns", "__dict__"}),
     "dynamic code": ({"eval", "exec", "compile", "__import__", "importlib", "marshal", "pickle", "dill"}, set()),
-    "the checks or the grader": ({"checks", "_compare", "_record", "RESULTS", "results_json", "classroom_runtime",
-                                  "__dg__", "check", "run_check", "CheckResult"},
-                                 {"checks", "_compare", "_record", "RESULTS", "results_json", "classroom_runtime",
-                                  "classroom_exec", "classroom_grade"}),
+    "the checks or the grader": ({"checks", "_compare", "_record", "RESULTS", "results_json", "course",
+                                  "classroom_runtime", "__dg__", "check", "run_check", "CheckResult"},
+                                 {"checks", "_compare", "_record", "RESULTS", "results_json", "course",
+                                  "classroom_runtime", "classroom_exec", "classroom_grade"}),
     "the interpreter's internals": ({"sys"}, {"modules", "meta_path", "path_hooks"}),
     "files, processes or the network": ({"open", "os", "subprocess", "socket", "signal", "shutil", "pathlib", "Path",
                                          "urllib", "requests", "http", "multiprocessing", "threading", "pty", "fcntl",
@@ -53,8 +54,8 @@ OUTSIDE = {
 }
 
 #: patterns over all of a learner's code: worth a human look, never scored (the ``flags`` column)
-REVIEW = [(r"diffcl_lite\.checks|\bRESULTS\b|results_json|\b_compare\b|\b_record\b", "the checks module"),
-          (r"classroom_runtime|classroom_exec|classroom_grade|__dg__", "the grader's code"),
+REVIEW = [(r"diffcl_lite\.(lessons\.)?checks|\bRESULTS\b|results_json|\b_compare\b|\b_record\b", "the checks module"),
+          (r"diffcl_lite\.course|classroom_runtime|classroom_exec|classroom_grade|__dg__", "the grader's code"),
           (r"sys\.modules", "sys.modules"),
           (r"__code__|__globals__|sys\._getframe|\binspect\.|f_back|f_locals", "code objects or frames"),
           (r"\bgc\.|\bctypes\b", "gc/ctypes"), (r"\bbuiltins\b|__builtins__", "builtins"),
@@ -243,7 +244,8 @@ def package_names() -> frozenset[str]:
     """Functions, methods and attributes the package defines (the candidates for "the reference implementation")."""
     names: set[str] = set()
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        if path.name.startswith("classroom") or path.name == "checks.py" or "__pycache__" in path.parts:
+        rel = path.relative_to(PACKAGE_DIR).parts
+        if rel[0] == "course" or rel == ("lessons", "checks.py") or "__pycache__" in rel:
             continue
         tree = parse(path.read_text(encoding="utf-8"))
         if tree is None:
