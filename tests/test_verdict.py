@@ -89,3 +89,21 @@ def test_committed_claims_table_is_generated_from_the_committed_rows():
     payload = json.loads((ROOT / "results" / "verdict.json").read_text())
     assert payload["claims"] == json.loads(json.dumps(claims_table(payload)))
     assert claims_markdown(payload["claims"]) in (ROOT / "results" / "verdict.md").read_text()
+
+
+def test_architecture_diagram_draws_every_box_and_arrow():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from diffcl_lite.lessons.viz.architecture import ARCHITECTURE_ARROWS, ARCHITECTURE_BOXES, plot_architecture
+
+    fig = plot_architecture()
+    ax = fig.axes[0]
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == len(ARCHITECTURE_BOXES)
+    assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == len(ARCHITECTURE_ARROWS)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for word in ("LightGCN", "kNN", "denoiser", "InfoNCE", "alignment", "BPR"):
+        assert word in texts
+    assert {s for s, _, _ in ARCHITECTURE_ARROWS} | {d for _, d, _ in ARCHITECTURE_ARROWS} == set(ARCHITECTURE_BOXES)
