@@ -8,6 +8,9 @@ trains its denoisers itself (:mod:`diffcl_lite.training`); nothing here is used 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Any, Iterator
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -93,6 +96,19 @@ def chain_noise(diffusion: GaussianDiffusion, noises: list[torch.Tensor]) -> tor
     return (total / torch.sqrt(1.0 - abar_k)).to(noises[0].dtype)
 
 
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """An ``nn.Module`` in eval mode for the block, its mode restored afterwards; any other callable as it is."""
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+
 @torch.no_grad()
 def denoise_error_by_t(
     model: nn.Module, diffusion: GaussianDiffusion, x0: torch.Tensor, seed: int = 0,
@@ -109,10 +125,7 @@ def denoise_error_by_t(
     An ``nn.Module`` is put in eval mode for the measurement and its mode restored afterwards;
     any callable ``model(x_t, t)`` works.
     """
-    was_training = getattr(model, "training", None)
-    if was_training is not None:
-        model.eval()
-    try:
+    with _eval_mode(model):
         gen = torch.Generator(device=x0.device).manual_seed(int(seed))
         eps = _randn_like(x0, gen)
         out: dict[str, list[float]] = {"denoiser": [], "noisy": [], "rescaled": []}
@@ -123,9 +136,6 @@ def denoise_error_by_t(
             out["noisy"].append(float((x_t - x0).pow(2).mean()))
             # x_0 ~ x_t / sqrt(abar_t)
             out["rescaled"].append(float((x_t / diffusion.sqrt_alphas_cumprod[i] - x0).pow(2).mean()))
-    finally:
-        if was_training is not None:
-            model.train(was_training)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -141,10 +151,7 @@ def view_error_by_steps(
     share one forward noise ``eps`` drawn from ``seed``; ``noise=True`` adds sampling noise in the
     reverse steps (from the same seeded generator).
     """
-    was_training = getattr(model, "training", None)
-    if was_training is not None:
-        model.eval()
-    try:
+    with _eval_mode(model):
         gen = torch.Generator(device=x0.device).manual_seed(int(seed))
         eps = _randn_like(x0, gen)
         noisy, view = [0.0], [0.0]
@@ -153,9 +160,6 @@ def view_error_by_steps(
             z = diffusion.p_sample_loop(model, x_s, steps=s, noise=noise, generator=gen)
             noisy.append(float((x_s - x0).pow(2).mean()))
             view.append(float((z - x0).pow(2).mean()))
-    finally:
-        if was_training is not None:
-            model.train(was_training)
     return {"noisy": np.asarray(noisy), "view": np.asarray(view)}
 
 
