@@ -87,11 +87,19 @@ def forward_noising_widget(points: Any, labels: Any = None, steps: int = 50, t: 
 
     plot = partial(plot_forward_noising, points=points, labels=labels, steps=int(steps), seed=seed)
     controls = {
-        "t": _tagged(widgets.IntSlider(value=int(t), min=0, max=int(steps), step=1, description="t"), "t"),
+        "t": _tagged(widgets.IntSlider(value=int(t), min=0, max=int(steps), step=1, description="t",
+                                       continuous_update=False), "t"),
         "kind": _tagged(widgets.Dropdown(options=schedule_kinds(), value=kind, description="schedule"), "kind"),
         "scale": _tagged(widgets.FloatLogSlider(value=float(scale), base=10, min=-1, max=1.6, step=0.1,
                                                 description="scale", continuous_update=False), "scale"),
     }
+
+    # the cosine schedule has no scale: grey the slider out while it is chosen
+    def sync_scale(_change: Any = None) -> None:
+        controls["scale"].disabled = controls["kind"].value == "cosine"
+
+    controls["kind"].observe(sync_scale, names="value")
+    sync_scale()
     return static_then_interactive(plot, controls, show_static=show_static)
 
 
@@ -109,7 +117,8 @@ def diffusion_view_widget(points: Any, labels: Any, model: Any, diffusion: Any, 
 
     plot = partial(plot_diffusion_view, points=points, labels=labels, model=model, diffusion=diffusion, seed=seed)
     controls = {
-        "t": _tagged(widgets.IntSlider(value=int(t), min=0, max=int(diffusion.steps), step=1, description="t"), "t"),
+        "t": _tagged(widgets.IntSlider(value=int(t), min=0, max=int(diffusion.steps), step=1, description="t",
+                                       continuous_update=False), "t"),
         "sampling_noise": _tagged(widgets.Checkbox(value=False, description="sampling noise"), "sampling_noise"),
     }
     return static_then_interactive(plot, controls, show_static=show_static)
@@ -140,7 +149,7 @@ def infonce_temperature_widget(z1: Any, z2: Any, temperature: float = 0.2, ancho
     return static_then_interactive(plot, {"temperature": tau, "anchor": anc}, show_static=show_static)
 
 
-def alignment_maps_widget(maps: dict[str, Any], labels: Any, n_links: int = 30, seed: int = 0, show_static: bool = False):
+def alignment_maps_widget(maps: dict[str, Any], labels: Any, n_links: int = 10, seed: int = 0, show_static: bool = False):
     """Sliders for the number of linked items and the sample's seed over :func:`viz.plot_alignment_maps`.
 
     Introduced in notebook 06 (modality alignment). Returns the ``VBox`` of :func:`static_then_interactive`.

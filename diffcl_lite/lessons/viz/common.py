@@ -136,18 +136,43 @@ def scatter_2d(coords: np.ndarray, color: Sequence[Any] | None = None, ax=None, 
 
 def plotly_scatter(coords: np.ndarray, color: Sequence[Any], hover: dict[str, Sequence[Any]] | None = None,
                    title: str = "", symbol: Sequence[Any] | None = None):
-    """An interactive plotly scatter with hover columns (plotly imported here, not at package import)."""
-    import plotly.express as px
+    """An interactive plotly scatter with hover columns (plotly imported here, not at package import).
 
-    data: dict[str, Any] = {"x": coords[:, 0], "y": coords[:, 1], "color": [str(c) for c in color]}
-    for k, v in (hover or {}).items():
-        data[k] = list(v)
-    if symbol is not None:
-        data["kind"] = list(symbol)
-    fig = px.scatter(data, x="x", y="y", color="color", hover_data=list((hover or {}).keys()),
-                     symbol="kind" if symbol is not None else None, title=title, render_mode="svg")
-    fig.update_traces(marker={"size": 5, "opacity": 0.8})
-    fig.update_layout(width=720, height=520, legend_title_text="", xaxis={"visible": False}, yaxis={"visible": False})
+    Colours follow :func:`~diffcl_lite.lessons.viz.plot_atlas`: the sorted categories get ``tab10``
+    colours in order (``tab20`` above 10), "clean" or "" light grey, so a topic has the same colour as
+    in the matplotlib maps. The legend has one entry per colour and one per marker ``symbol`` (grey),
+    not one per (colour, symbol) pair.
+    """
+    import matplotlib
+    import plotly.graph_objects as go
+
+    xy = np.asarray(coords)
+    col = np.asarray([str(c) for c in color])
+    cats = sorted(set(col.tolist()))
+    cmap = matplotlib.colormaps["tab10" if len(cats) <= 10 else "tab20"]
+    shapes = ["circle", "x", "diamond", "triangle-up", "square", "cross", "star", "triangle-down"]
+    sym = np.asarray([str(v) for v in symbol]) if symbol is not None else None
+    kinds = list(dict.fromkeys(sorted(set(sym.tolist()), key=lambda k: (k not in ("clean", ""), k)))) if sym is not None else []
+    shape_of = {k: shapes[j % len(shapes)] for j, k in enumerate(kinds)}
+    hover = {k: np.asarray(list(v)) for k, v in (hover or {}).items()}
+    names = list(hover)
+    template = "<br>".join(f"{k}: %{{customdata[{j}]}}" for j, k in enumerate(names)) + "<extra></extra>" if names else None
+    fig = go.Figure()
+    for j, cat in enumerate(cats):
+        sel = col == cat
+        rgb = "lightgrey" if cat in ("clean", "") else matplotlib.colors.to_hex(cmap(j % cmap.N))
+        marker: dict[str, Any] = {"size": 6, "opacity": 0.8, "color": rgb}
+        if sym is not None:
+            marker["symbol"] = [shape_of[k] for k in sym[sel]]
+        custom = np.stack([hover[k][sel] for k in names], axis=1) if names else None
+        fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=cat, marker=marker,
+                                 customdata=custom, hovertemplate=template, legendgroup="colour"))
+    for k in kinds:  # legend-only entries for the marker shapes
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"marker: {k or 'none'}",
+                                 marker={"size": 7, "color": "grey", "symbol": shape_of[k]}, legendgroup="symbol",
+                                 hoverinfo="skip"))
+    fig.update_layout(width=720, height=520, title=title, legend_title_text="", xaxis={"visible": False},
+                      yaxis={"visible": False}, legend={"tracegroupgap": 12}, template="plotly_white")
     return fig
 
 

@@ -265,7 +265,7 @@ def link_lengths(coords: dict[str, np.ndarray], anchor: str = "id") -> dict[str,
     return {v: float(np.median(np.linalg.norm(xy - a, axis=1))) / ref for v, xy in coords.items() if v != anchor}
 
 
-def plot_alignment_maps(maps: dict[str, dict[str, np.ndarray]], labels: Any, n_links: int = 30, seed: int = 0,
+def plot_alignment_maps(maps: dict[str, dict[str, np.ndarray]], labels: Any, n_links: int = 10, seed: int = 0,
                         show_all: bool = True):
     """One :func:`plot_modality_links` panel per trained variant (``maps``: variant → coords), same sampled items.
 

@@ -139,13 +139,14 @@ def plot_forward_noising(points: Any, labels: Any = None, t: int = 10, kind: str
 
 def plot_reverse_trajectories(trajectory: Sequence[Any], labels: Any = None, reference: Any = None, n_paths: int = 30,
                               ax=None, title: str = "", label_name: str = "label", lim: float | None = None,
-                              show_start: bool = True, start_label: str = "start $x_T$"):
+                              show_start: bool = True, start_label: str = "start $x_T$", mark_paths: bool = False):
     """A reverse chain ``[x_T, ..., x_0]`` (``p_sample_loop(..., return_trajectory=True)``) drawn in 2-D.
 
     Introduced in notebook 04 (reverse diffusion). Grey dots: ``reference`` (the clean data, when
     given); small black crosses: the start ``x_T`` (``show_start``, legend ``start_label``); coloured
     dots: the end ``x_0``; thin lines:
-    ``n_paths`` evenly spaced points' paths. Embeddings (``d > 2``) are projected on the principal
+    ``n_paths`` evenly spaced points' paths, with ``mark_paths`` each with its start (open circle)
+    and end (black square) marked (keep ``n_paths`` near 10 where the paths are noisy). Embeddings (``d > 2``) are projected on the principal
     axes of ``reference`` (else of the end points). Returns the figure.
     """
     import matplotlib.pyplot as plt
@@ -168,9 +169,16 @@ def plot_reverse_trajectories(trajectory: Sequence[Any], labels: Any = None, ref
         ax.scatter(path[0, :, 0], path[0, :, 1], s=5, marker="x", color="k", alpha=0.25, linewidths=0.6,
                    label=start_label)
     n = path.shape[1]
-    for i in np.linspace(0, n - 1, min(int(n_paths), n)).astype(int):
+    traced = np.unique(np.linspace(0, n - 1, min(int(n_paths), n)).astype(int))
+    for i in traced:
         ax.plot(path[:, i, 0], path[:, i, 1], "-", color="k", lw=0.6, alpha=0.45)
     scatter_by_label(ax, path[-1], labels, s=6, label_name=label_name)
+    if mark_paths and len(traced):
+        # the traced paths' own start (open circle) and end (filled square), so each path can be followed
+        ax.scatter(path[0, traced, 0], path[0, traced, 1], s=22, facecolors="none", edgecolors="k", linewidths=0.8,
+                   zorder=4, label=f"{len(traced)} traced paths: start")
+        ax.scatter(path[-1, traced, 0], path[-1, traced, 1], s=18, marker="s", color="k", zorder=4,
+                   label="traced paths: end")
     ax.legend(fontsize=7, markerscale=2, loc="upper right", framealpha=0.8)
     if lim is not None:
         ax.set_xlim(-lim, lim)
