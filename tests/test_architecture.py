@@ -26,7 +26,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "diffcl_lite"
 BASICS = {"diffcl_lite.errors", "diffcl_lite.utils", "diffcl_lite.fileutil"}
-ENTRY = {"diffcl_lite", "diffcl_lite.cli", "diffcl_lite.__main__"}
+ENTRY = {"diffcl_lite", "diffcl_lite.cli", "diffcl_lite.cli_args", "diffcl_lite.__main__"}
 COURSE_PREFIX = "diffcl_lite.course"
 
 #: (importer, imported) pairs that break the layer rules today, each with its reason.

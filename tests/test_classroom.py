@@ -25,7 +25,7 @@ from diffcl_lite.course import classroom, static, values
 from diffcl_lite.course import grade as grading
 from diffcl_lite.course.classroom import build_student_copies, make_student_copy, notebook_text
 from diffcl_lite.course.convention import STUDENT_NOTE_ID, source_of
-from diffcl_lite.course.grade import build_run, match_submission
+from diffcl_lite.course.submission import build_run, match_submission, short_tmpdir
 from diffcl_lite.course.masters import Master, parse_master
 from diffcl_lite.course.worker import execute, kernel_env, sandbox_spec
 from diffcl_lite.cli import main as cli_main
@@ -533,7 +533,7 @@ def test_sandbox_caps_output_and_ends_a_run_over_the_memory_limit(tmp_path, monk
                                   "import time; time.sleep(60)  # diffcl-memory-child'], start_new_session=True) "
                                   "for _ in range(3)]\ntime.sleep(60)"),
         nbformat.v4.new_code_cell("print('never reached')")])
-    gdir = Path(grading._short_tmpdir("dg-"))
+    gdir = Path(short_tmpdir("dg-"))
     try:
         spec = sandbox_spec(gdir, memory_mb=500, env=kernel_env())
         report = execute(nb, gdir, timeout_s=30, memory_mb=500, sandbox=spec, gdir=gdir)

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DiffCLError
 from .convention import GOLDEN_MARKER, STUDENT_MARK, STUDENT_NOTE_ID, TAG_HIDDEN_CHECK, TAG_SOLUTION, cell_tags, source_of
-from .masters import Master, find_masters, is_student_copy, load_masters
+from .masters import Master, is_student_copy, load_masters
 
 __all__ = ["STUDENT_NOTE", "make_student_copy", "notebook_text", "StudentReport", "build_student_copies",
            "cmd_student", "cmd_grade", "add_cli"]

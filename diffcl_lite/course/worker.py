@@ -448,6 +448,19 @@ class KernelRun:
 
     # -- cells
 
+    def start_and_run(self, pid_file: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Start the kernel, write its PID to ``pid_file``, run every cell; returns the report (never raises:
+        a kernel that does not start ends the run with ``status="kernel-start"`` or ``"memory"``)."""
+        try:
+            self.start()
+        except Exception as exc:
+            status = "memory" if self.watchdog is not None and self.watchdog.fired else "kernel-start"
+            self.report.update(status=status, message=f"{type(exc).__name__}: {exc}"[:500])
+            return self.report
+        if pid_file and self.kernel_pid:
+            Path(pid_file).write_text(str(self.kernel_pid))
+        return self.run_cells()
+
     def run_cells(self) -> dict[str, Any]:
         """Execute every code cell in order within the time budget; returns the report (never raises)."""
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -539,15 +552,7 @@ def execute(nb: Any, cwd: str | os.PathLike, *, timeout_s: float, memory_mb: int
     run = KernelRun(nb, gdir=Path(gdir or cwd), timeout_s=timeout_s, memory_mb=memory_mb, sandbox=sandbox, cwd=cwd,
                     env=env, python=python, startup_timeout_s=startup_timeout_s)
     try:
-        try:
-            run.start()
-        except Exception as exc:
-            status = "memory" if run.watchdog is not None and run.watchdog.fired else "kernel-start"
-            run.report.update(status=status, message=f"{type(exc).__name__}: {exc}"[:500])
-            return run.report
-        if pid_file and run.kernel_pid:
-            Path(pid_file).write_text(str(run.kernel_pid))
-        return run.run_cells()
+        return run.start_and_run(pid_file)
     finally:
         run.stop()
 
@@ -586,15 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     run = KernelRun(nb, gdir=Path(task["gdir"]), timeout_s=float(task["timeout_s"]), memory_mb=task.get("memory_mb"),
                     sandbox=task.get("sandbox"), cwd=task.get("cwd"), env=task.get("env"))
     try:
-        try:
-            run.start()
-        except Exception as exc:
-            status = "memory" if run.watchdog is not None and run.watchdog.fired else "kernel-start"
-            run.report.update(status=status, message=f"{type(exc).__name__}: {exc}"[:500])
-        else:
-            if task.get("pid_file") and run.kernel_pid:
-                Path(task["pid_file"]).write_text(str(run.kernel_pid))
-            run.run_cells()
+        run.start_and_run(task.get("pid_file"))
         judge = task.get("judge")
         if judge and run.report["status"] == "complete":
             run.report["judge_error"] = run.run_code(judge["ready"], float(judge.get("timeout_s", 300)))
