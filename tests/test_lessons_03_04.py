@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from diffcl_lite.lessons import viz, widgets  # noqa: E402
-from diffcl_lite.data import TOY_2D_NAMES, toy_2d  # noqa: E402
+from diffcl_lite.lessons.toys import TOY_2D_NAMES, toy_2d  # noqa: E402
 from diffcl_lite.diffusion import Denoiser, GaussianDiffusion, make_schedule  # noqa: E402
 from diffcl_lite.errors import DiffCLError  # noqa: E402
 from diffcl_lite.lessons.measures.diffusion import (  # noqa: E402
