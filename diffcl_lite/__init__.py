@@ -2,7 +2,7 @@
 
 Four layers (``tests/test_architecture.py`` enforces them): the method imports only itself;
 the datasets import ``data`` and the small helpers; the lessons import the method and the
-datasets; the course tools import only ``errors``. Notebook = where the module is imported.
+datasets; the course tools (``course/``) import only ``errors``. Notebook = where the module is imported.
 
 ===============  ====================================================================================  ==========
 module           what it holds                                                                         notebook
@@ -28,13 +28,13 @@ module           what it holds                                                  
 ``datasets``     registry, verified downloads, MMRec/DiffMM formats, restricted unpickler, data cards  08
 *lessons*
 ``lessons``      ``notebook`` (set-up), ``viz`` (figures by part), ``widgets``, ``measures``           00-08
-``checks``       exercise self-checks                                                                  00-08
+                 ``checks``: exercise self-checks (the grader reads the file)
 *course*
-``classroom*``   student copies, grading, its sandbox and kernel                                       --
-``nbtools``      strip / check / golden outputs, the notebook runner                                   --
-``site``         the static site of the notebooks                                                      --
+``course``       instructor tools: ``runner`` (the one notebook runner), ``nbtools`` (strip/check),    --
+                 ``site``, ``classroom`` (student copies), ``grade`` and its sandboxed kernels
 *entry*
 ``cli``          ``python -m diffcl_lite`` (course tools loaded by their commands)                     --
+``cli_args``     the command line's flags, configs and ``--config``                                    --
 ===============  ====================================================================================  ==========
 
 Heavy optional libraries (umap, plotly, ipywidgets) are imported only inside the functions
