@@ -128,6 +128,6 @@ def test_introduced_in_is_true(module, name, nb, line):
 
 
 def test_reach_follows_the_package_source():
-    # plot_topic_agreement (notebook 02's figure) calls graphs.topic_agreement_sweep
+    # plot_topic_agreement (notebook 02's figure) calls lessons.measures.graphs.topic_agreement_sweep
     assert "topic_agreement_sweep" in reached_by("viz.plot_topic_agreement(feats, labels)")
     assert "topic_agreement_sweep" not in reached_by("viz.plot_degrees(u, i)")
