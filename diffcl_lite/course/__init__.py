@@ -21,3 +21,5 @@ module           what it holds
 ``static``       static analysis of a learner's code (reference names, findings, flags)
 ===============  ==========================================================================================
 """
+
+__all__: list[str] = []

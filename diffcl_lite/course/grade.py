@@ -58,6 +58,8 @@ from .results import (GradeConfig, GradeResult, Row, answers_markdown, collect_a
 from .submission import build_run, exercise_functions, run_submission, sha256_of, short_tmpdir
 from .worker import INNER_OUT, sandbox_module
 
+__all__ = ["GRADER_VERSION", "isolation_problem", "scan_submissions", "grade", "notebook_references"]
+
 
 log = logging.getLogger(__name__)
 GRADER_VERSION = "2"

@@ -26,6 +26,8 @@ from .submission import (WORKER, build_run, copy_records, kernel_setup, read_rep
 from .values import read_regular
 from .worker import INNER_IN, kill_session
 
+__all__ = ["Judge", "parse_run", "apply_verdicts", "expected_checks", "score_exercise"]
+
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+__all__ = ["main"]
+
 
 def _set_limit(name: str, value: int) -> None:
     import resource

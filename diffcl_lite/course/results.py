@@ -17,6 +17,10 @@ from ..errors import DiffCLError
 from .convention import STUDENT_NOTE_ID, source_of
 from .masters import Master
 
+__all__ = ["CSV_COLUMNS", "MAX_ANSWER_CHARS", "CalibrationError", "GradeConfig", "Row", "GradeResult",
+           "collect_answers", "write_csv", "write_wide", "feedback_markdown", "answers_markdown",
+           "summary_markdown"]
+
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "feedback", "checks_passed",

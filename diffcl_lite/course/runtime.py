@@ -38,6 +38,9 @@ import types
 from collections import deque
 from typing import Any
 
+__all__ = ["MIME", "WATCHED", "CHECK_NAMES", "CHECKS_MODULE", "CHECKS_FILE", "install", "enter", "leave", "begin",
+           "end", "final", "NotRecorded", "self_replay", "judge"]
+
 MIME = "application/vnd.diffcl.grade+json"
 WATCHED = ("builtins", "math", "numpy", "numpy.linalg", "numpy.random", "torch", "torch.nn.functional",
            "torch.linalg", "scipy.sparse", "diffcl_lite")

@@ -44,6 +44,11 @@ import sys
 import time
 from typing import Any
 
+__all__ = ["CLONE_NEWNS", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWUSER", "CLONE_NEWPID",
+           "CLONE_NEWNET", "MNT_DETACH", "SYS_PIVOT_ROOT", "INSIDE_UID", "DEVICES", "EXIT_SETUP", "SandboxError",
+           "mount", "bind", "build_root", "RECORD_NAME", "MAX_RECORDS_BYTES", "run", "sandbox_uid", "probe_spec",
+           "base_binds", "base_symlinks", "base_files", "python_prefixes", "probe", "main"]
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000

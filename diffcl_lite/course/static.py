@@ -20,6 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+__all__ = ["CHECK_FUNCS", "PACKAGE_DIR", "GENERIC", "OUTSIDE", "REVIEW", "parse", "is_check_call",
+           "expected_nodes", "loads", "stores", "is_direct", "strip_expected", "expected_only_names",
+           "package_names", "reference_names", "exercise_findings", "inplace_changes", "review_flags"]
+
 CHECK_FUNCS = ("check", "run_check")
 #: the diffcl_lite package folder
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

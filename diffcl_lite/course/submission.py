@@ -24,6 +24,10 @@ from .results import GradeConfig
 from .values import ValueFileError, read_regular
 from .worker import INNER_OUT, kernel_env, kill_session, sandbox_spec
 
+__all__ = ["PACKAGE_DIR", "WORKER", "RT", "RECORD_NAME", "MAX_RECORDS_BYTES", "exercise_functions",
+           "match_submission", "build_run", "kernel_setup", "worker_task", "worker_env", "short_tmpdir",
+           "read_report", "run_submission", "copy_records", "sha256_of"]
+
 
 log = logging.getLogger(__name__)
 #: the diffcl_lite package folder (copied for --unsafe runs); the course tools are in its course/

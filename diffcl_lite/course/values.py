@@ -19,6 +19,9 @@ import stat
 import sys
 from typing import Any
 
+__all__ = ["MAX_JSON_BYTES", "MAX_NPZ_BYTES", "MAX_DEPTH", "MAX_ITEMS", "MAX_STR", "ARRAY_KINDS", "ValueFileError",
+           "Encoder", "encode", "dump_cell", "read_regular", "load_arrays", "Unsupported", "decode", "load_cell"]
+
 #: limits on what one graded run can hand to the grader
 MAX_JSON_BYTES = 8 * 2**20
 MAX_NPZ_BYTES = 64 * 2**20

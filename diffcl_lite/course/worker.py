@@ -47,6 +47,11 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
+__all__ = ["HERE", "PACKAGE_DIR", "SANDBOX", "WATCHDOG_PERIOD_S", "MAX_OUTPUT_CHARS", "MAX_TOTAL_CHARS",
+           "MAX_MESSAGE_BYTES", "MAX_ERROR_CHARS", "INNER_PKG", "INNER_OUT", "INNER_IN", "INNER_WORK",
+           "kernel_argv", "descendants", "process_cpu_seconds", "kill_session", "sandbox_module", "kernel_env",
+           "sandbox_spec", "init_pid", "wait_frozen", "KernelRun", "execute", "main"]
+
 log = logging.getLogger("diffcl_lite.course.worker")
 
 HERE = Path(__file__).resolve().parent

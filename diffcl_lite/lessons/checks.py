@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+__all__ = ["CheckResult", "RESULTS", "results_json", "check", "run_check"]
+
 log = logging.getLogger(__name__)
 
 
