@@ -27,7 +27,7 @@ module           what it holds                                                  
 *datasets*
 ``datasets``     registry, verified downloads, MMRec/DiffMM formats, restricted unpickler, data cards  08
 *lessons*
-``lessons``      ``notebook`` (set-up), ``viz`` (figures by part), ``widgets``, ``measures``           00-08
+``lessons``      ``notebook`` (set-up), ``viz`` (figures), ``widgets``, ``measures``, ``toys``         00-08
                  ``checks``: exercise self-checks (the grader reads the file)
 *course*
 ``course``       instructor tools: ``runner`` (the one notebook runner), ``nbtools`` (strip/check),    --
