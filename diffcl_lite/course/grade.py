@@ -153,6 +153,34 @@ def _clear_previous(out: Path) -> None:
             (out / f).unlink()
 
 
+def _flags(master: Master, learner_sources: list[str], states: dict[str, Any], report: dict[str, Any],
+           verdict: dict[str, Any], references: dict[str, set[str]]) -> str:
+    """The ``flags`` of a submission (worth a human look, never scored); sets each exercise's findings."""
+    fset = set(exercise_functions(master))
+    review = static.review_flags(learner_sources)
+    restored = sorted({x for st in states.values() for x in st.restored})
+    runtime = []
+    if report.get("max_processes", 0) > 3:
+        runtime.append(f"started processes ({report['max_processes']} at once)")
+    if report.get("output_capped"):
+        runtime.append("output cut at the limit")
+    if verdict.get("skipped"):
+        runtime.append("unexpected files among its records")
+    changed = static.inplace_changes(learner_sources)
+    if changed:
+        review.append("changes the notebook's data in place (" + ", ".join(changed[:4]) + ")")
+    if "the grader cannot compare" in json.dumps(verdict.get("cells", {})):
+        runtime.append("returned values the grader cannot compare")
+    for ex in master.exercises.values():
+        states[ex.id].findings = static.exercise_findings(learner_sources, ex.functions, references[ex.id], fset)
+    findings = {ex_id: st.findings for ex_id, st in states.items() if st.findings}
+    return "; ".join(filter(None, [
+        ("needs review: " + ", ".join(sorted(findings))) if findings else "",
+        ("restored: " + ", ".join(restored[:8])) if restored else "",
+        ("mentions: " + ", ".join(review)) if review else "",
+        ("run: " + ", ".join(runtime)) if runtime else ""]))
+
+
 def _grade_one(task: _Task, master: Master, judge: Judge | None, expected: dict[str, Any], cfg: GradeConfig,
                threads: int, out: Path, references: dict[str, set[str]]) -> dict[str, Any]:
     """Run, judge and score one submission; return its result (also written to ``results/``). Never raises."""
@@ -183,29 +211,7 @@ def _grade_one(task: _Task, master: Master, judge: Judge | None, expected: dict[
         if verdict.get("error") and status == "complete":
             status = "grader-error"
             stop = verdict["error"]
-        fset = set(exercise_functions(master))
-        review = static.review_flags(learner_sources)
-        restored = sorted({x for st in states.values() for x in st.restored})
-        runtime = []
-        if report.get("max_processes", 0) > 3:
-            runtime.append(f"started processes ({report['max_processes']} at once)")
-        if report.get("output_capped"):
-            runtime.append("output cut at the limit")
-        if verdict.get("skipped"):
-            runtime.append("unexpected files among its records")
-        changed = static.inplace_changes(learner_sources)
-        if changed:
-            review.append("changes the notebook's data in place (" + ", ".join(changed[:4]) + ")")
-        if "the grader cannot compare" in json.dumps(verdict.get("cells", {})):
-            runtime.append("returned values the grader cannot compare")
-        for ex in master.exercises.values():
-            states[ex.id].findings = static.exercise_findings(learner_sources, ex.functions, references[ex.id], fset)
-        findings = {ex_id: st.findings for ex_id, st in states.items() if st.findings}
-        flag_text = "; ".join(filter(None, [
-            ("needs review: " + ", ".join(sorted(findings))) if findings else "",
-            ("restored: " + ", ".join(restored[:8])) if restored else "",
-            ("mentions: " + ", ".join(review)) if review else "",
-            ("run: " + ", ".join(runtime)) if runtime else ""]))
+        flag_text = _flags(master, learner_sources, states, report, verdict, references)
         for ex in master.exercises.values():
             pts, text, n_ok, n_all, details, ex_notes = score_exercise(ex.points, states[ex.id], expected.get(ex.id),
                                                                        stop, notes.get(ex.id))
@@ -247,13 +253,8 @@ def _load_result(path: Path, key: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("rows"), list) else None
 
 
-def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConfig | None = None) -> GradeResult:
-    """Grade every ``SUBMISSIONS/<student>/<notebook>.ipynb``; write the results, the tables, feedback and answers."""
-    from tqdm.auto import tqdm
-
-    cfg = cfg or GradeConfig()
-    t_start = time.monotonic()
-    root, out = Path(submissions), Path(out)
+def _check_inputs(root: Path, out: Path, cfg: GradeConfig) -> dict[str, Master]:
+    """The masters by file name, once the folders, the options and the isolation are found usable."""
     if not root.is_dir():
         raise DiffCLError(f"submissions folder {root} does not exist (expected {root}/<student>/<notebook>.ipynb)")
     masters = {m.name: m for m in load_masters(cfg.masters)}
@@ -275,6 +276,17 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConf
         if why:
             raise DiffCLError(f"this machine cannot isolate submissions ({why}); grading would run students' code "
                               f"with your rights — enable user namespaces, or pass --unsafe to grade anyway")
+    return masters
+
+
+def grade(submissions: str | os.PathLike, out: str | os.PathLike, cfg: GradeConfig | None = None) -> GradeResult:
+    """Grade every ``SUBMISSIONS/<student>/<notebook>.ipynb``; write the results, the tables, feedback and answers."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or GradeConfig()
+    t_start = time.monotonic()
+    root, out = Path(submissions), Path(out)
+    masters = _check_inputs(root, out, cfg)
     students, ignored = scan_submissions(root, set(masters))
     graded = list(cfg.notebooks) if cfg.notebooks else sorted({n for files in students.values() for n in files})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
