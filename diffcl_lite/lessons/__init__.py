@@ -13,7 +13,8 @@ module            what it holds                                                 
 
 The exercise checks are :mod:`diffcl_lite.lessons.checks`: student notebooks import them; the
 grader reads that file without importing it. The lessons import the method modules and
-:mod:`diffcl_lite.datasets`; nothing in the method imports the lessons. ``import diffcl_lite.lessons`` itself imports nothing heavy.
+:mod:`diffcl_lite.datasets`; nothing in the method imports the lessons. ``import diffcl_lite.lessons``
+itself imports nothing heavy.
 """
 from __future__ import annotations
 
