@@ -33,8 +33,10 @@ def get_device(preference: str | torch.device | None = "auto") -> torch.device:
     if isinstance(preference, torch.device):
         return preference
     pref = (preference or "auto").lower()
-    if pref == "auto":
-        pref = os.environ.get("DIFFCL_DEVICE", "auto").lower()
+    source = f"device={preference!r}"
+    if pref == "auto" and os.environ.get("DIFFCL_DEVICE"):
+        pref = os.environ["DIFFCL_DEVICE"].lower()
+        source = f"the environment variable DIFFCL_DEVICE={os.environ['DIFFCL_DEVICE']!r}"
     if pref == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -44,16 +46,16 @@ def get_device(preference: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     kind = pref.split(":")[0]
     if kind not in _DEVICE_CHOICES:
-        raise DiffCLError(f"device={preference!r} is not known; use one of {', '.join(_DEVICE_CHOICES)}.")
+        raise DiffCLError(f"{source} is not known; use one of {', '.join(_DEVICE_CHOICES)}.")
     if kind == "cuda" and not torch.cuda.is_available():
         raise DiffCLError(
-            f"device={preference!r} was requested but CUDA is not available in this PyTorch "
-            f"(torch {torch.__version__}); use device='auto' or 'cpu', or install a CUDA build of torch."
+            f"{source} asks for CUDA, but CUDA is not available in this PyTorch "
+            f"(torch {torch.__version__}); use 'auto' or 'cpu', or install a CUDA build of torch."
         )
     if kind == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise DiffCLError(f"device={preference!r} was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+            raise DiffCLError(f"{source} asks for Apple MPS, but it is not available; use 'auto' or 'cpu'.")
     return torch.device(pref)
 
 

@@ -63,8 +63,6 @@ def test_an_invalid_environment_value_is_an_error(monkeypatch):
         get_device()
 
 
-@pytest.mark.xfail(strict=True, reason="get_device's errors for a DIFFCL_DEVICE value say device='auto' and do not "
-                                        "name the variable the bad value came from")
 @pytest.mark.parametrize("value", ["tpu", "cuda"])
 def test_an_error_caused_by_the_environment_variable_names_it(monkeypatch, no_gpu, value):
     monkeypatch.setenv("DIFFCL_DEVICE", value)
