@@ -19,12 +19,13 @@ torch is imported when a command needs it, so ``--help`` and ``data list`` answe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from . import __version__
 from .cli_args import (LOG_LEVELS, add_data_flags, add_run_flags, add_train_flags, config_defaults,
@@ -96,16 +97,27 @@ def _config_block(args: argparse.Namespace, mcfg: "DiffCLConfig", tcfg: "TrainCo
     return out
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .experiments import results_table
-    from .training import run_experiment
-
+@contextlib.contextmanager
+def _prepared(args: argparse.Namespace, model: str) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """``(model config, train config, data, run folder or None)`` of a train/ablate call: the outputs are
+    checked before the data are loaded; the run folder is closed however the command ends."""
     mcfg = model_config_from_args(args)
     tcfg = train_config_from_args(args)
     _precheck_outputs(args)
     data = _load_dataset(args)
-    run = _start_run(args, args.model)
+    run = _start_run(args, model)
     try:
+        yield mcfg, tcfg, data, run
+    finally:
+        if run is not None:
+            run.close()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .experiments import results_table
+    from .training import run_experiment
+
+    with _prepared(args, args.model) as (mcfg, tcfg, data, run):
         config = _config_block(args, mcfg, tcfg, args.model, run)
         if run is not None:
             run.write_config(config)
@@ -127,9 +139,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"wrote {args.json_path}", file=sys.stderr)
         if run is not None:
             print(f"wrote {run.folder}/ (config.json, history.csv, log.txt, result.json, curve.png)", file=sys.stderr)
-    finally:
-        if run is not None:
-            run.close()
     return 0
 
 
@@ -138,12 +147,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from .runs import RunLog
     from .training import run_experiment
 
-    mcfg = model_config_from_args(args)
-    tcfg = train_config_from_args(args)
-    _precheck_outputs(args)
-    data = _load_dataset(args)
-    run = _start_run(args, "ablate")
-    try:
+    with _prepared(args, "ablate") as (mcfg, tcfg, data, run):
         if run is not None:
             run.write_config(_config_block(args, mcfg, tcfg, "ablate", run))
         if args.seeds is not None:
@@ -175,9 +179,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if run is not None:
             write_results(rows, run.folder, "results", tcfg)
             print(f"wrote {run.folder}/ (config.json, log.txt, results.md/.json, one folder per row)", file=sys.stderr)
-    finally:
-        if run is not None:
-            run.close()
     return 0
 
 
