@@ -378,6 +378,16 @@ def test_reference_names_and_findings():
     assert static.exercise_findings([explore], ex.functions, refs, funcs) == []
 
 
+def test_grader_reads_the_checks_file_that_notebooks_import():
+    # the course imports nothing from the lessons: the grader finds the checks by path, and that path
+    # must be the very file student notebooks import
+    import diffcl_lite.lessons.checks as checks
+    from diffcl_lite.course import runtime
+
+    assert Path(runtime.CHECKS_FILE).resolve() == Path(checks.__file__).resolve()
+    assert runtime.CHECKS_MODULE == checks.__name__
+
+
 def test_values_cross_as_plain_data_only(tmp_path):
     enc = values.Encoder()
     value = {"a": (1, 2.5, float("nan")), "b": np.arange(6).reshape(2, 3), "c": "text", "d": None, "e": [True]}
