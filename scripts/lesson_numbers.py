@@ -1,0 +1,239 @@
+"""Numbers that the lesson notebooks quote in their prose, recorded from a full-mode run.
+
+A notebook's markdown never types a full-mode result by hand. It writes the number followed by a
+marker, ``0.590<!-- full:07.lightgcn_all -->`` (HTML comments do not show when the markdown is
+rendered), and ``results/lessons_full.json`` holds the value that the notebook's own code computed
+in full mode. ``tests/test_prose_numbers.py`` fails when a marked number and the file disagree.
+
+    python scripts/lesson_numbers.py record [--only 07 08]   # execute in full mode, update the file
+    python scripts/lesson_numbers.py check                   # compare the prose with the file
+    python scripts/lesson_numbers.py show 07                 # the recorded values, formatted
+
+``record`` executes each notebook top to bottom in full mode (``DIFFCL_FAST=0``, CPU, seed of the
+notebook), then evaluates the expressions of :data:`SPEC` in the same kernel. The executed copy goes
+to ``build/lesson_numbers/``; figures are saved to ``figures/`` as in ``make figures``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("lesson_numbers")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "lessons_full.json"
+NOTEBOOKS = ROOT / "notebooks"
+#: ``<number><!-- full:NN.key -->`` in a markdown cell
+MARKER = re.compile(r"(?P<num>[-+]?\d[\d,]*(?:\.\d+)?)\s*<!--\s*full:(?P<key>\d\d\.[\w.-]+)\s*-->")
+
+# helpers defined in the kernel before the expressions are evaluated
+_PRELUDE = {
+    "07": """
+def _pur(name, group, src=None):
+    x = (src or {**raw, **item_emb})[name]
+    return float(viz.purity_per_point(x, topics, k=K_PURITY)[groups[group]].mean())
+def _rho(name):
+    from scipy.stats import spearmanr
+    return float(spearmanr(item_degree, np.linalg.norm(item_emb[name], axis=1)).statistic)
+""",
+    "08": """
+_abl = {label: res for label, res in rows}
+_valid = [h["valid_recall@20"] for h in result.history if "valid_recall@20" in h]
+""",
+}
+
+#: notebook number -> {key: (python expression in the executed notebook, format)}
+SPEC: dict[str, dict[str, tuple[str, str]]] = {
+    "07": {
+        "recall_diffcl": ('runs["diffcl"].test["recall@20"]', ".3f"),
+        "recall_lightgcn": ('runs["lightgcn"].test["recall@20"]', ".3f"),
+        "lightgcn_best_epoch": ('runs["lightgcn"].best_epoch', "d"),
+        "raw_image_noisy_image": ('_pur("image", "noisy image")', ".2f"),
+        "raw_text_noisy_text": ('_pur("text", "noisy text")', ".2f"),
+        "raw_concat_all": ('_pur("image ‖ text", "all")', ".3f"),
+        "raw_concat_noisy_text": ('_pur("image ‖ text", "noisy text")', ".3f"),
+        "diffcl_untrained_all": ('_pur("DiffCL (untrained)", "all")', ".3f"),
+        "diffcl_untrained_noisy_image": ('_pur("DiffCL (untrained)", "noisy image")', ".3f"),
+        "diffcl_untrained_noisy_text": ('_pur("DiffCL (untrained)", "noisy text")', ".3f"),
+        "diffcl_noisy_text": ('_pur("DiffCL", "noisy text")', ".3f"),
+        "lightgcn_all": ('_pur("LightGCN", "all")', ".3f"),
+        "users_diffcl": ('viz.neighbourhood_purity(user_emb["DiffCL"], ds.user_labels, k=K_PURITY)', ".2f"),
+        "users_lightgcn": ('viz.neighbourhood_purity(user_emb["LightGCN"], ds.user_labels, k=K_PURITY)', ".2f"),
+        "rho_lightgcn": ('_rho("LightGCN")', ".2f"),
+        "rho_diffcl": ('_rho("DiffCL")', ".2f"),
+    },
+    "08": {
+        "valid_first": ('_valid[0]', ".3f"),
+        "valid_low": ('min(_valid)', ".3f"),
+        "valid_low_epoch": ('int(np.argmin(_valid)) + 1', "d"),
+        "valid_last": ('_valid[-1]', ".3f"),
+        "epochs": ('len(_valid)', "d"),
+        "cl_per_term": ('result.history[-1]["loss_cl"] / (mcfg.lambda_cl * 2 * len(model.modalities))', ".1f"),
+        "test_diffcl_main": ('result.test["recall@20"]', ".2f"),
+        "picked_lr": ('float(picked["run"].split("=")[1])', "g"),
+        "picked_epoch": ('picked["epoch"]', "d"),
+        "picked_test": ('summary["valid_selected_test"]', ".3f"),
+        "best_lr": ('float(best["run"].split("=")[1])', "g"),
+        "best_epoch": ('best["epoch"]', "d"),
+        "best_test": ('summary["best_test"]', ".3f"),
+        "optimism": ('summary["optimism"]', ".3f"),
+        "optimism_pct": ('100 * summary["optimism"] / summary["valid_selected_test"]', ".1f"),
+        "abl_diffcl": ('_abl["diffcl"].test["recall@20"]', ".3f"),
+        "abl_diffcl_seed1": ('_abl["diffcl (seed 1)"].test["recall@20"]', ".3f"),
+        "abl_random": ('_abl["w/o diffusion (random views)"].test["recall@20"]', ".3f"),
+        "abl_no_cl": ('_abl["w/o CL"].test["recall@20"]', ".3f"),
+        "abl_no_align": ('_abl["w/o alignment"].test["recall@20"]', ".3f"),
+        "abl_no_graph": ('_abl["w/o item-item graph"].test["recall@20"]', ".3f"),
+        "abl_lightgcn": ('_abl["LightGCN"].test["recall@20"]', ".3f"),
+        "abl_mf": ('_abl["MF-BPR"].test["recall@20"]', ".3f"),
+        "abl_epochs": ('cfg["ablation_epochs"]', "d"),
+    },
+}
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    return format(int(value) if fmt == "d" else float(value), fmt)
+
+
+def load(path: Path = RESULTS) -> dict[str, Any]:
+    """The results file, or a clear error naming it and the command that makes it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: missing; make it with: python scripts/lesson_numbers.py record") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path}: not valid JSON ({exc}); re-run: python scripts/lesson_numbers.py record") from None
+    if not isinstance(data.get("values"), dict):
+        raise SystemExit(f"{path}: no 'values' table; re-run: python scripts/lesson_numbers.py record")
+    return data
+
+
+def formatted(data: dict[str, Any]) -> dict[str, str]:
+    """``{"07.key": "0.590", ...}`` with each value in the format of :data:`SPEC`."""
+    out = {}
+    for nb, keys in SPEC.items():
+        for key, (_, fmt) in keys.items():
+            full = f"{nb}.{key}"
+            if full in data["values"]:
+                out[full] = _fmt(data["values"][full], fmt)
+    return out
+
+
+def markers(notebooks: Path = NOTEBOOKS) -> list[tuple[str, int, str, str]]:
+    """Every ``(notebook, cell index, key, number as written)`` marked in the markdown of 01-08."""
+    found = []
+    for path in sorted(notebooks.glob("0[1-8]_*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "markdown":
+                continue
+            for m in MARKER.finditer("".join(cell["source"])):
+                found.append((path.name, i, m["key"], m["num"]))
+    return found
+
+
+def check(data: dict[str, Any] | None = None, notebooks: Path = NOTEBOOKS) -> list[str]:
+    """Disagreements between the prose and the results file (empty when they agree)."""
+    data = data if data is not None else load()
+    values = formatted(data)
+    problems = []
+    for name, i, key, num in markers(notebooks):
+        if key not in values:
+            problems.append(f"{name} cell {i}: marker {key!r} has no recorded value "
+                            f"(add it to SPEC in scripts/lesson_numbers.py and run record)")
+        elif num != values[key]:
+            problems.append(f"{name} cell {i}: prose says {num} for {key}, {RESULTS.name} says {values[key]} "
+                            f"(edit the prose, or re-run: python scripts/lesson_numbers.py record --only {key[:2]})")
+    return problems
+
+
+def _record_one(nb_id: str, timeout: int) -> dict[str, Any]:
+    import nbformat
+    from nbclient import NotebookClient
+
+    (path,) = sorted(NOTEBOOKS.glob(f"{nb_id}_*.ipynb"))
+    nb = nbformat.read(path, as_version=4)
+    exprs = {k: e for k, (e, _) in SPEC[nb_id].items()}
+    code = (_PRELUDE.get(nb_id, "") + "\nimport json as _json\n"
+            f"_exprs = {exprs!r}\n"
+            "_vals = {k: eval(e) for k, e in _exprs.items()}\n"
+            "print('@@LESSON_NUMBERS@@' + _json.dumps({k: (int(v) if isinstance(v, int) else float(v)) "
+            "for k, v in _vals.items()}))\n")
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    env_old = {k: os.environ.get(k) for k in ("DIFFCL_FAST", "DIFFCL_DEVICE")}
+    os.environ.update({"DIFFCL_FAST": "0", "DIFFCL_DEVICE": "cpu"})
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", shutdown_kernel="immediate",
+                                resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+    finally:
+        for k, v in env_old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    out_dir = ROOT / "build" / "lesson_numbers"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_dir / path.name)
+    for out in nb.cells[-1].outputs:
+        for line in out.get("text", "").splitlines():
+            if line.startswith("@@LESSON_NUMBERS@@"):
+                return json.loads(line[len("@@LESSON_NUMBERS@@"):])
+    raise SystemExit(f"{path.name}: the recording cell printed no values; see {out_dir / path.name}")
+
+
+def record(only: list[str] | None, timeout: int = 3600) -> None:
+    """Execute the notebooks of :data:`SPEC` (or ``only``) in full mode and write their values."""
+    data = load() if RESULTS.exists() else {"values": {}, "notebooks": {}}
+    for nb_id in only or sorted(SPEC):
+        if nb_id not in SPEC:
+            raise SystemExit(f"notebook {nb_id!r} has no numbers in SPEC; known: {sorted(SPEC)}")
+        log.info("recording %s in full mode", nb_id)
+        vals = _record_one(nb_id, timeout)
+        data["values"] = {k: v for k, v in data["values"].items() if not k.startswith(nb_id + ".")}
+        data["values"].update({f"{nb_id}.{k}": v for k, v in vals.items()})
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        data.setdefault("notebooks", {})[nb_id] = {"mode": "full", "device": "cpu", "commit": commit,
+                                                   "date": _dt.date.today().isoformat()}
+        data["command"] = "python scripts/lesson_numbers.py record"
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(RESULTS)
+        log.info("%s: %d values written to %s", nb_id, len(vals), RESULTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("record", help="execute notebooks in full mode and record their quoted numbers")
+    p.add_argument("--only", nargs="*", help="notebook numbers, e.g. 07 08")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    sub.add_parser("check", help="compare the marked numbers in the prose with the file")
+    s = sub.add_parser("show", help="print the recorded values of one notebook")
+    s.add_argument("notebook")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cmd == "record":
+        record(args.only, args.timeout)
+        return 0
+    if args.cmd == "show":
+        for k, v in formatted(load()).items():
+            if k.startswith(args.notebook + "."):
+                sys.stdout.write(f"{k} = {v}\n")
+        return 0
+    problems = check()
+    for line in problems:
+        sys.stdout.write(line + "\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
