@@ -1,6 +1,7 @@
 """Full-ranking evaluation: Recall, NDCG and Precision at K (MMRec protocol).
 
-Introduced in notebook 08 (full training). Protocol:
+Introduced in notebook 00 (welcome), which defines Recall@K and NDCG@K with :func:`ranking_metrics`;
+notebook 08 (full training) states the protocol, and notebook 09 splits Recall by item group. Protocol:
 
 - every user with at least one held-out item in the split is ranked against ALL items;
 - the user's train items are masked (and valid items too when testing);

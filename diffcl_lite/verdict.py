@@ -53,7 +53,8 @@ from .fileutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REGIMES", "BASE_FLAGS", "LR_GRID", "DEFAULT_SIZE", "CLAIMS", "regime_data", "verdict_specs",
+__all__ = ["REGIMES", "BASE_FLAGS", "LR_GRID", "DEFAULT_SIZE", "CLAIMS", "GRID_METRICS", "regime_data", "verdict_specs",
+           "grid_values", "plot_grid",
            "run_verdict", "claim_status", "claims_table", "claims_markdown", "run_cell", "load_verdict"]
 
 #: the 2 x 2 grid: make_synthetic options of each regime (sizes come from DEFAULT_SIZE)
@@ -437,3 +438,60 @@ def cli_main(args: Any, command: str | None = None) -> int:
     print(claims_markdown(payload["claims"]))
     log.warning("wrote %s/verdict.md/.json/.runs.jsonl", args.out)
     return 0
+
+
+#: the metrics the grid widget offers (the item groups apply to Recall@20)
+GRID_METRICS = ("recall@20", "ndcg@20", "recall@10")
+
+
+def grid_values(payload: dict[str, Any], regime: str, metric: str = "recall@20", group: str = "all") -> list[dict[str, Any]]:
+    """Per row of one regime: label, mean, sd and the per-seed test values of ``metric`` (or a group's Recall@20).
+
+    ``group`` is ``"all"`` or one of :data:`~diffcl_lite.evaluation.ITEM_GROUPS` (then ``metric``
+    must be ``recall@20``). Rows that have no value (e.g. no cold items in a dense regime) get
+    ``mean`` None.
+    """
+    entry = payload["regimes"].get(regime)
+    if entry is None:
+        raise DiffCLError(f"grid_values: regime {regime!r} is not in the results; known: {list(payload['regimes'])}.")
+    if group != "all":
+        if group not in ITEM_GROUPS or metric != "recall@20":
+            raise DiffCLError(f"grid_values: group={group!r} with metric={metric!r}; groups {ITEM_GROUPS} have "
+                              "Recall@20 only.")
+        rows, key = (entry.get("group_rows") or {}).get(group, []), f"test_{group_metric_name(group)}"
+    else:
+        if metric not in GRID_METRICS:
+            raise DiffCLError(f"grid_values: metric={metric!r}; choose from {GRID_METRICS}.")
+        rows, key = entry.get("rows") or [], f"test_{metric}"
+    out = []
+    for r in rows:
+        vals = [v for v in r.get(key, {}).get("values", []) if v is not None and np.isfinite(v)]
+        vr = r.get("vs_reference") or {}
+        out.append({"label": r["label"], "values": vals, "mean": float(np.mean(vals)) if vals else None,
+                    "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0 if vals else None,
+                    "sig": vr.get("sig_users", "")})
+    return out
+
+
+def plot_grid(payload: dict[str, Any], regime: str, metric: str = "recall@20", group: str = "all"):
+    """Bars of :func:`grid_values` (mean ± sd over seeds, seeds as dots); ↑/↓ mark significant differences to DiffCL."""
+    import matplotlib.pyplot as plt
+
+    vals = grid_values(payload, regime, metric, group)
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    for j, v in enumerate(vals):
+        if v["mean"] is None:
+            ax.text(j, 0, "n/a", ha="center", va="bottom", fontsize=8)
+            continue
+        colour = "#c44e52" if v["label"] == REFERENCE_LABEL else "#4c72b0"
+        ax.bar(j, v["mean"], yerr=v["sd"], color=colour, alpha=0.8, capsize=3)
+        ax.scatter([j] * len(v["values"]), v["values"], color="k", s=10, zorder=3)
+        if v["sig"] in ("↑", "↓"):
+            ax.text(j, v["mean"] + (v["sd"] or 0), v["sig"], ha="center", va="bottom", fontsize=12)
+    ax.set_xticks(range(len(vals)))
+    ax.set_xticklabels([v["label"].replace(" (random views)", "\n(random views)") for v in vals], fontsize=8)
+    name = metric if group == "all" else f"{metric} on {group} items"
+    ax.set_ylabel(f"test {name}")
+    ax.set_title(f"{regime}: mean ± sd over seeds (dots: seeds; ↑/↓: significant vs diffcl, users bootstrap)", fontsize=9)
+    fig.tight_layout()
+    return fig

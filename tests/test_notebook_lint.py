@@ -30,6 +30,7 @@ LESSONS = [
     "06_modality_alignment.ipynb",
     "07_embedding_atlas.ipynb",
     "08_full_training.ipynb",
+    "09_verdict.ipynb",
 ]
 NAMES = sorted(set(LESSONS) | {p.name for p in NOTEBOOK_DIR.glob("*.ipynb")})
 EXERCISE_TAGS = ("exercise", "solution", "self-check", "hidden-check")

@@ -26,6 +26,7 @@ OVERRIDES = {
     "06_modality_alignment.ipynb": ({"EPOCHS": 2}, None),
     "07_embedding_atlas.ipynb": ({"EPOCHS": 2}, None),
     "08_full_training.ipynb": ({"EPOCHS": 2}, "up to 2 epochs"),
+    "09_verdict.ipynb": ({"LIVE_USERS": 100}, "100 users"),
 }
 
 
