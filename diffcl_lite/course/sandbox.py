@@ -303,6 +303,69 @@ def _collect(inner: str, host_fd: int) -> list[str]:
     return refused
 
 
+def _exec_command(spec: dict[str, Any], argv: list[str], out_w: int) -> None:
+    """In the forked child: its own session, stdin from /dev/null, output to ``out_w``, the limits, no
+    privileges, then the command (never returns)."""
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.closerange(3, 65536)
+        _set_limits({"core": 0, **spec.get("limits", {})})
+        os.chdir(spec.get("cwd", "/tmp"))
+        _drop_privileges()
+        if spec.get("_root_grader"):
+            os.setgroups([])
+            os.setgid(INSIDE_UID)
+            os.setuid(INSIDE_UID)
+        os.execve(argv[0], argv, spec.get("env", {}))
+    except BaseException as exc:  # noqa: BLE001 - report anything, never return into the init loop
+        os.write(2, f"sandbox: cannot start {argv[0]}: {exc}\n".encode())
+    os._exit(127)
+
+
+def _init_signals(pid: int, terminate: list[int]) -> int:
+    """PID 1's signals: SIGTERM/SIGHUP end the sandbox (noted in ``terminate``), SIGINT goes to the command;
+    returns the read end of a pipe that every signal (a child's exit too) wakes."""
+
+    def on_term(signum: int, _frame: Any) -> None:
+        terminate.append(signum)
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+    wake_r, wake_w = os.pipe()  # a signal (SIGTERM, a child's exit) wakes the loop at once
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    return wake_r
+
+
+def _kill_and_reap_all(timeout_s: float = 10.0) -> None:
+    """SIGKILL every process left in the namespace (setsid or not; never PID 1 itself) and reap them."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            got, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if got == 0:
+            time.sleep(0.01)
+
+
 def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
     """PID 1 of the sandbox: build the root, start the command, reap everything; when the command ends (or
     SIGTERM asks), kill every process left, copy the records out, exit with the command's code."""
@@ -323,44 +386,10 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
     out_r, out_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the command
-        try:
-            os.setsid()
-            null = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out_w, 1)
-            os.dup2(out_w, 2)
-            os.closerange(3, 65536)
-            _set_limits({"core": 0, **spec.get("limits", {})})
-            os.chdir(spec.get("cwd", "/tmp"))
-            _drop_privileges()
-            if spec.get("_root_grader"):
-                os.setgroups([])
-                os.setgid(INSIDE_UID)
-                os.setuid(INSIDE_UID)
-            os.execve(argv[0], argv, spec.get("env", {}))
-        except BaseException as exc:  # noqa: BLE001 - report anything, never return into the init loop
-            os.write(2, f"sandbox: cannot start {argv[0]}: {exc}\n".encode())
-        os._exit(127)
+        _exec_command(spec, argv, out_w)
     os.close(out_w)
-    terminate = []
-
-    def on_term(signum: int, _frame: Any) -> None:
-        terminate.append(signum)
-
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except OSError:
-            pass
-
-    wake_r, wake_w = os.pipe()  # a signal (SIGTERM, a child's exit) wakes the loop at once
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    terminate: list[int] = []
+    wake_r = _init_signals(pid, terminate)
     keep = int(spec.get("log_tail", 8192))
     tail = b""
     os.set_blocking(out_r, False)
@@ -396,18 +425,7 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
             if got == pid:
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code
-    try:
-        os.kill(-1, signal.SIGKILL)  # everything left in the namespace (setsid or not); never PID 1 itself
-    except OSError:
-        pass
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            got, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if got == 0:
-            time.sleep(0.01)
+    _kill_and_reap_all()
     if collect and host_fd is not None:
         refused = _collect(collect["inner"], host_fd)
         if refused:
@@ -421,6 +439,24 @@ def _init(spec: dict[str, Any], argv: list[str], ready_w: int) -> int:
     if code is None:
         code = 128 + (terminate[0] if terminate else 9)
     return code
+
+
+def _write_id_maps(pid: int, uid: int, gid: int, root_grader: bool, go_r: int, done_w: int) -> None:
+    """In the helper child: once ``go_r`` says the launcher has unshared, write its uid/gid maps, answer
+    ``ok`` (or what failed) on ``done_w`` and exit."""
+    msg = b""
+    try:
+        os.read(go_r, 1)
+        if not root_grader:
+            _write(f"/proc/{pid}/setgroups", "deny")
+        # as root, uid 0 stays root inside too (PID 1 builds the root as it); the command runs as 1000
+        extra = "0 0 1\n" if root_grader else ""
+        _write(f"/proc/{pid}/uid_map", f"{extra}{INSIDE_UID} {uid} 1\n")
+        _write(f"/proc/{pid}/gid_map", f"{extra}{INSIDE_UID} {gid} 1\n")
+    except OSError as exc:
+        msg = f"writing the uid/gid maps: {exc}".encode()
+    os.write(done_w, msg or b"ok")
+    os._exit(0)
 
 
 def run(spec: dict[str, Any], argv: list[str]) -> int:
@@ -444,19 +480,7 @@ def run(spec: dict[str, Any], argv: list[str]) -> int:
     if helper == 0:  # stays in the host namespaces and writes the maps of the launcher's new user namespace
         os.close(go_w)
         os.close(done_r)
-        msg = b""
-        try:
-            os.read(go_r, 1)
-            if not root_grader:
-                _write(f"/proc/{me}/setgroups", "deny")
-            # as root, uid 0 stays root inside too (PID 1 builds the root as it); the command runs as 1000
-            extra = "0 0 1\n" if root_grader else ""
-            _write(f"/proc/{me}/uid_map", f"{extra}{INSIDE_UID} {uid} 1\n")
-            _write(f"/proc/{me}/gid_map", f"{extra}{INSIDE_UID} {gid} 1\n")
-        except OSError as exc:
-            msg = f"writing the uid/gid maps: {exc}".encode()
-        os.write(done_w, msg or b"ok")
-        os._exit(0)
+        _write_id_maps(me, uid, gid, root_grader, go_r, done_w)
     os.close(go_r)
     os.close(done_w)
     try:
