@@ -3,7 +3,7 @@ under other BLAS kernels, SIMD levels and thread counts.
 
 A failure here means the generator's numbers moved. If that was intended (a new generative story),
 re-pin the checksum printed in the message and regenerate the notebooks' golden cells
-(``python -m diffcl_lite.nbtools execute notebooks/*.ipynb``). If it was not, something in
+(``python -m diffcl_lite.course.nbtools execute notebooks/*.ipynb``). If it was not, something in
 ``make_synthetic`` now depends on the machine (a BLAS product, a vectorised tanh/exp/log, the
 order of an ``argpartition``): see the comment above ``data._fixed_order_dot``.
 """
