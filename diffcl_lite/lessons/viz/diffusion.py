@@ -170,8 +170,11 @@ def plot_reverse_trajectories(trajectory: Sequence[Any], labels: Any = None, ref
                    label=start_label)
     n = path.shape[1]
     traced = np.unique(np.linspace(0, n - 1, min(int(n_paths), n)).astype(int))
-    for i in traced:
-        ax.plot(path[:, i, 0], path[:, i, 1], "-", color="k", lw=0.6, alpha=0.45)
+    for k, i in enumerate(traced):
+        # with mark_paths each traced path gets its own colour, so ten noisy paths can be told apart
+        colour = plt.get_cmap("tab10")(k % 10) if mark_paths else "k"
+        ax.plot(path[:, i, 0], path[:, i, 1], "-", color=colour, lw=0.8 if mark_paths else 0.6,
+                alpha=0.8 if mark_paths else 0.45)
     scatter_by_label(ax, path[-1], labels, s=6, label_name=label_name)
     if mark_paths and len(traced):
         # the traced paths' own start (open circle) and end (filled square), so each path can be followed
