@@ -44,6 +44,20 @@ def _rho(name):
     from scipy.stats import spearmanr
     return float(spearmanr(item_degree, np.linalg.norm(item_emb[name], axis=1)).statistic)
 """,
+    "05": """
+_t = table.set_index("view")
+def _sw(kind, scale, col):
+    return float(sweep_table[(sweep_table["kind"] == kind) & (sweep_table["noise_scale"] == scale)][col].iloc[0])
+""",
+    "06": """
+def _pt(variant, view, group):
+    return float(purity_table.loc[(variant, view), group])
+def _mr(variant, view):
+    return float(align_table.loc[(variant, view), "matched_pair_rank"])
+def _ll(variant, view):
+    return float(viz.link_lengths(maps[variant])[view])
+_N, _I, _M = "no alignment", "InfoNCE alignment", "moment alignment"
+""",
     "08": """
 _abl = {label: res for label, res in rows}
 _valid = [h["valid_recall@20"] for h in result.history if "valid_recall@20" in h]
@@ -69,6 +83,44 @@ SPEC: dict[str, dict[str, tuple[str, str]]] = {
         "users_lightgcn": ('viz.neighbourhood_purity(user_emb["LightGCN"], ds.user_labels, k=K_PURITY)', ".2f"),
         "rho_lightgcn": ('_rho("LightGCN")', ".2f"),
         "rho_diffcl": ('_rho("DiffCL")', ".2f"),
+    },
+    "05": {
+        "align_diffusion": ('_t.loc["diffusion (model\'s own)", "alignment"]', ".3f"),
+        "align_random": ('_t.loc["random, same magnitude", "alignment"]', ".2f"),
+        "purity_noisy_diffusion": ('_t.loc["diffusion (model\'s own)", "purity[noisy image]"]', ".2f"),
+        "purity_noisy_random": ('_t.loc["random, same magnitude", "purity[noisy image]"]', ".2f"),
+        "unif_gap_small": ('_sw("diffusion", 0.1, "uniformity") - _sw("random", 0.1, "uniformity")', ".2f"),
+        "unif_gap_large": ('_sw("diffusion", 40.0, "uniformity") - _sw("random", 40.0, "uniformity")', ".2f"),
+        "sweep_diff_all_40": ('_sw("diffusion", 40.0, "purity[all]")', ".2f"),
+        "sweep_diff_noisy_40": ('_sw("diffusion", 40.0, "purity[noisy image]")', ".2f"),
+        "sweep_rand_all_40": ('_sw("random", 40.0, "purity[all]")', ".2f"),
+        "sweep_rand_noisy_40": ('_sw("random", 40.0, "purity[noisy image]")', ".2f"),
+    },
+    "06": {
+        "id_purity_low": ('min(_pt(_N, "id", g) for g in item_groups)', ".2f"),
+        "id_purity_high": ('max(_pt(_N, "id", g) for g in item_groups)', ".2f"),
+        "rank_infonce_image": ('_mr(_I, "image")', ".2f"),
+        "rank_infonce_text": ('_mr(_I, "text")', ".2f"),
+        "rank_moments_image": ('_mr(_M, "image")', ".2f"),
+        "rank_moments_text": ('_mr(_M, "text")', ".2f"),
+        "id_clean_none": ('_pt(_N, "id", "clean")', ".2f"),
+        "id_clean_infonce": ('_pt(_I, "id", "clean")', ".2f"),
+        "id_clean_moments": ('_pt(_M, "id", "clean")', ".2f"),
+        "image_noisy_none": ('_pt(_N, "image", "noisy image")', ".2f"),
+        "image_noisy_infonce": ('_pt(_I, "image", "noisy image")', ".2f"),
+        "image_noisy_moments": ('_pt(_M, "image", "noisy image")', ".2f"),
+        "text_noisy_none": ('_pt(_N, "text", "noisy text")', ".2f"),
+        "text_noisy_infonce": ('_pt(_I, "text", "noisy text")', ".2f"),
+        "text_noisy_moments": ('_pt(_M, "text", "noisy text")', ".2f"),
+        "recall_none": ('recall[_N]', ".3f"),
+        "recall_infonce": ('recall[_I]', ".3f"),
+        "recall_moments": ('recall[_M]', ".3f"),
+        "link_none_image": ('_ll(_N, "image")', ".2f"),
+        "link_none_text": ('_ll(_N, "text")', ".2f"),
+        "link_infonce_image": ('_ll(_I, "image")', ".2f"),
+        "link_infonce_text": ('_ll(_I, "text")', ".2f"),
+        "link_moments_image": ('_ll(_M, "image")', ".2f"),
+        "link_moments_text": ('_ll(_M, "text")', ".2f"),
     },
     "08": {
         "valid_first": ('_valid[0]', ".3f"),
