@@ -19,7 +19,6 @@ import argparse
 import datetime as _dt
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -209,7 +208,9 @@ def check(data: dict[str, Any] | None = None, notebooks: Path = NOTEBOOKS) -> li
 
 def _record_one(nb_id: str, timeout: int) -> dict[str, Any]:
     import nbformat
-    from nbclient import NotebookClient
+
+    # the package's notebook runner (its client polls the kernel in steps: no stall after widget cells)
+    from diffcl_lite.course.runner import run_notebook
 
     (path,) = sorted(NOTEBOOKS.glob(f"{nb_id}_*.ipynb"))
     nb = nbformat.read(path, as_version=4)
@@ -220,18 +221,7 @@ def _record_one(nb_id: str, timeout: int) -> dict[str, Any]:
             "print('@@LESSON_NUMBERS@@' + _json.dumps({k: (int(v) if isinstance(v, int) else float(v)) "
             "for k, v in _vals.items()}))\n")
     nb.cells.append(nbformat.v4.new_code_cell(code))
-    env_old = {k: os.environ.get(k) for k in ("DIFFCL_FAST", "DIFFCL_DEVICE")}
-    os.environ.update({"DIFFCL_FAST": "0", "DIFFCL_DEVICE": "cpu"})
-    try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", shutdown_kernel="immediate",
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-    finally:
-        for k, v in env_old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    run_notebook(nb, path.parent, fast=False, timeout=timeout, env={"DIFFCL_DEVICE": "cpu"})
     out_dir = ROOT / "build" / "lesson_numbers"
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_dir / path.name)
