@@ -28,7 +28,7 @@ define check_python
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv lab test clean
+.PHONY: lesson-numbers help install venv lab test clean
 
 help: ## List the targets
 	@echo "diffcl_lite make targets:"
@@ -97,6 +97,9 @@ FIGURE_NOTEBOOKS ?= $(sort $(wildcard notebooks/0*.ipynb))
 figures: $(STAMP) ## Execute the series in full mode and write its figures to figures/ (FIGURE_NOTEBOOKS=...)
 	@mkdir -p build/executed figures
 	$(VENV_PY) -m diffcl_lite.course.nbtools execute --full --timeout 3600 --output-dir build/executed $(FIGURE_NOTEBOOKS)
+
+lesson-numbers: $(STAMP) ## Record the full-mode numbers the lessons' prose quotes into results/lessons_full.json
+	$(VENV_PY) scripts/lesson_numbers.py record
 
 bench: $(STAMP) ## Timing benchmarks by hand (not tests): training/evaluation at TikTok size, kNN graph
 	$(VENV_PY) benchmarks/bench_train.py --dataset synthetic-tiktok --epochs 2
