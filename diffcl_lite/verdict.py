@@ -429,6 +429,8 @@ def run_cell(regime: str, model: str = "diffcl", seed: int = 0, n_users: int = 2
 
 def cli_main(args: Any, command: str | None = None) -> int:
     """``python -m diffcl_lite verdict``: run (or report) the grid and print the claims table."""
+    if command and args.report_only:  # the report of finished runs is the one the full command writes
+        command = command.replace(" --report-only", "")
     regimes = [r.strip() for r in args.regimes.split(",") if r.strip()] if args.regimes else None
     lr_grid = tuple(float(x) for x in args.lr_grid.split(",") if x.strip()) if args.lr_grid else LR_GRID
     payload = run_verdict(args.out, seeds=list(range(args.seeds)), regimes=regimes, lr_grid=lr_grid,
