@@ -304,4 +304,4 @@ def _write_tune(result: dict[str, Any], records: list[dict[str, Any]], out: Path
     log.info("wrote %s and %s", md, js)
 
 
-__all__ = ["search_space", "sample_trials", "apply_params", "run_trial", "tune", "short_name"]
+__all__ = ["search_space", "sample_trials", "apply_params", "run_trial", "tune"]

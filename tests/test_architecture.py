@@ -34,8 +34,6 @@ ALLOWED: dict[tuple[str, str], str] = {}
 
 #: import cycles that exist today (each held off by an import inside a function), as sets of modules.
 ALLOWED_CYCLES: list[tuple[frozenset[str], str]] = [
-    (frozenset({"diffcl_lite.experiments", "diffcl_lite.tuning"}),
-     "experiments labels tuned rows with tuning.short_name; tuning runs experiments' seeded runs"),
 ]
 
 

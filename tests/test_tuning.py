@@ -10,7 +10,8 @@ from diffcl_lite.errors import DiffCLError
 from diffcl_lite.experiments import RunSpec, ablation_specs
 from diffcl_lite.model import DiffCLConfig
 from diffcl_lite.training import TrainConfig, run_experiment
-from diffcl_lite.tuning import apply_params, run_trial, sample_trials, search_space, short_name, tune
+from diffcl_lite.experiments import short_name
+from diffcl_lite.tuning import apply_params, run_trial, sample_trials, search_space, tune
 
 
 @pytest.fixture(scope="module")
