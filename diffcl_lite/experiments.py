@@ -1,6 +1,7 @@
 """Experiment tables: one model, or DiffCL with its ablations and baselines, same protocol.
 
-Introduced in notebook 08; ``python -m diffcl_lite ablate`` calls :func:`run_ablation`.
+Introduced in notebook 07 (:func:`results_table`); notebook 08 runs the ablations, and
+``python -m diffcl_lite ablate`` calls :func:`run_ablation` (one seed) or :func:`run_ablation_seeds`.
 """
 from __future__ import annotations
 
@@ -612,3 +613,10 @@ def run_ablation_seeds(
     if out_dir is not None:
         write_summary(records, rows, out_dir, stem, command, n_boot=n_boot)
     return rows
+
+
+__all__ = ["TABLE_COLUMNS", "results_table", "ablation_variants", "run_ablation", "safe_name", "write_results",
+           "best_variant", "valid_test_curves", "selection_summary", "PER_USER_METRICS", "GROUP_METRICS",
+           "REFERENCE_LABEL", "per_user_metrics", "RunSpec", "BASELINE_FIELDS", "run_key", "RunStore", "run_one",
+           "run_seeded", "ablation_specs", "short_name", "summarize", "summary_table", "table_legend",
+           "write_summary", "run_ablation_seeds"]

@@ -21,9 +21,7 @@ CLAIM = re.compile(r"Introduced in notebooks? (\d{2})")
 #: modules used through setup_notebook before any notebook imports them directly
 THROUGH_SETUP = {"diffcl_lite.utils", "diffcl_lite.errors"}
 #: claims known to be out of date, with the fix (drop the entry once the docstring is fixed)
-STALE: dict[tuple[str, str], str] = {
-    ("diffcl_lite.experiments", ""): "says notebook 08; notebook 07 imports results_table first",
-}
+STALE: dict[tuple[str, str], str] = {}
 
 
 def notebook_code() -> dict[str, str]:
