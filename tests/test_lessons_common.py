@@ -78,3 +78,24 @@ def test_setup_notebook_fast_mode(monkeypatch, tmp_path):
     assert (tmp_path / "figs").is_dir()
     monkeypatch.setenv("DIFFCL_FAST", "0")
     assert not fast_mode()
+
+
+def test_defined_in_names_the_file_and_line_where_the_def_stands():
+    from pathlib import Path
+
+    from diffcl_lite.errors import DiffCLError
+    from diffcl_lite.lessons.notebook import defined_in
+    from diffcl_lite.losses import info_nce
+    from diffcl_lite.model import DiffCL
+
+    root = Path(__file__).resolve().parents[1]
+    for obj, keyword in ((info_nce, "def info_nce("), (DiffCL, "class DiffCL(")):
+        where = defined_in(obj)
+        assert where.path == f"diffcl_lite/{obj.__module__.split('.', 1)[1].replace('.', '/')}.py"
+        file_lines = (root / where.path).read_text(encoding="utf-8").splitlines()
+        def_line = next(i for i, text in enumerate(file_lines, 1) if text.lstrip().startswith(keyword))
+        assert where.line <= def_line < where.line + 5  # decorators may stand above the def
+        assert file_lines[where.line - 1] == where.source.splitlines()[0]
+        assert where.path in where._repr_markdown_() and keyword in where._repr_markdown_()
+    with pytest.raises(DiffCLError, match="not part of diffcl_lite"):
+        defined_in(len)

@@ -6,6 +6,9 @@ Introduced in notebook 00 (welcome)::
     ctx = setup_notebook(seed=SEED)      # seeds, device, plotting style, fast mode
     ctx                                   # shows device, fast mode, versions
 
+``defined_in(f)`` shows where a package function or class is defined and its source, so a
+learner can read the code behind any name a notebook imports (``defined_in(info_nce)``).
+
 Fast mode (smaller sizes, PCA instead of UMAP, fewer epochs) is on when the environment variable
 ``DIFFCL_FAST=1`` is set, as in the test suite, or when ``fast=True`` is passed.
 """
@@ -25,7 +28,8 @@ from ..utils import get_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-__all__ = ["fast_mode", "find_figures_dir", "save_figure", "NotebookContext", "environment_report", "setup_notebook"]
+__all__ = ["fast_mode", "find_figures_dir", "save_figure", "NotebookContext", "environment_report", "setup_notebook",
+           "DefinedIn", "defined_in"]
 
 
 def fast_mode(default: bool = False) -> bool:
@@ -133,3 +137,49 @@ def setup_notebook(seed: int = 0, fast: bool | None = None, device: str = "auto"
         # (the static site sets PLOTLY_RENDERER for its own kernels).
     logging.getLogger("diffcl_lite").setLevel(logging.WARNING)
     return NotebookContext(seed=seed, device=dev, fast=fast, figures_dir=find_figures_dir(), versions=environment_report())
+
+
+@dataclass(frozen=True)
+class DefinedIn:
+    """Where a function or class is defined: ``module``, ``path`` (from the package root), first ``line``, ``source``."""
+
+    name: str
+    module: str
+    path: str
+    line: int
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.name} is defined in {self.path}, line {self.line}"
+
+    def _repr_markdown_(self) -> str:
+        return f"`{self.module}.{self.name}`, defined in `{self.path}` line {self.line}:\n\n```python\n{self.source}```"
+
+    def __repr__(self) -> str:
+        return f"{self}:\n\n{self.source}"
+
+
+def defined_in(obj: Any) -> DefinedIn:
+    """Where ``obj`` (a function, class or method of diffcl_lite) is defined, with its source.
+
+    In a notebook, ``defined_in(info_nce)`` as the last line of a cell shows the source under the
+    file and line it comes from (the same as ``info_nce??`` in IPython, with the file named).
+    """
+    import inspect
+
+    target = inspect.unwrap(obj)
+    module = getattr(target, "__module__", None) or ""
+    if not module.startswith("diffcl_lite"):
+        raise DiffCLError(f"defined_in: {obj!r} is not part of diffcl_lite (its module is {module or 'unknown'!r}); "
+                          "pass a function or class that a notebook imports from the package.")
+    try:
+        lines, first = inspect.getsourcelines(target)
+        path = Path(inspect.getsourcefile(target) or "")
+    except (OSError, TypeError) as exc:
+        raise DiffCLError(f"defined_in: no source for {obj!r} ({exc}); pass a function or class, not a value.") from None
+    package_root = Path(__file__).resolve().parents[2]
+    try:
+        shown = path.resolve().relative_to(package_root).as_posix()
+    except ValueError:
+        shown = path.as_posix()
+    return DefinedIn(getattr(target, "__qualname__", str(obj)), module, shown, first, "".join(lines))
