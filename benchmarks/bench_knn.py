@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffcl_lite.graphs import graph_summary, knn_graph  # noqa: E402
+from diffcl_lite.graphs import knn_graph  # noqa: E402
+from diffcl_lite.lessons.measures.graphs import graph_summary  # noqa: E402
 
 log = logging.getLogger("bench_knn")
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py --dataset synthetic-tiktok --models mf lightgcn diffcl --epochs 2
     python benchmarks/bench_train.py --dataset synthetic-baby --device cuda --json out.json
-    python benchmarks/bench_train.py --dataset mmrec:../shared/data/tiktok-dev --models lightgcn diffcl \
+    python benchmarks/bench_train.py --dataset mmrec:PATH/TO/tiktok-dev --models lightgcn diffcl \
         --threads 1 --no-breakdown --config '{"view_steps": 2}'
 
 ``--config`` overrides DiffCLConfig fields (JSON). With the breakdown on, every DiffCL step runs

@@ -275,6 +275,15 @@ def _add_log_level(parser: argparse.ArgumentParser, default: Any = argparse.SUPP
         pass
 
 
+def _cmd_verdict(args: argparse.Namespace) -> int:
+    from . import verdict
+
+    print(verdict.cli_main(args, _command_line(args)))
+    print(f"wrote {args.out}/verdict.md/.json/.runs.jsonl; notebook 09 reads a copy: "
+          "python -m diffcl_lite.lessons.results_bundle refreshes it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m diffcl_lite", description="DiffCL, explained and runnable.")
     _add_log_level(parser, default="WARNING")
@@ -336,11 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
                      ("--users", dict(type=int, default=None, help="users per regime [800]")),
                      ("--items", dict(type=int, default=None, help="items per regime [600]")),
                      ("--epochs", dict(type=int, default=None, help="epoch cap [40]")),
-                     ("--device", dict(default="cpu", type=parse_device)), ("--n-boot", dict(type=int, default=10_000)),
+                     ("--device", dict(default="cpu", type=parse_device,
+                                       help="where to compute [cpu: the committed results were made on CPU]")),
+                     ("--n-boot", dict(type=int, default=10_000, help="bootstrap resamples over test users [10000]")),
                      ("--report-only", dict(action="store_true", help="train nothing; report the finished runs")),
                      ("--quiet", dict(action="store_true", help="no progress bars"))):
         p_ver.add_argument(flag, **kw)
-    p_ver.set_defaults(func=lambda a: __import__("diffcl_lite.verdict", fromlist=["cli_main"]).cli_main(a, _command_line(a)))
+    p_ver.set_defaults(func=_cmd_verdict)
     from .course.classroom import add_cli as add_classroom_cli  # the course tools' commands (light imports only)
 
     add_classroom_cli(sub)

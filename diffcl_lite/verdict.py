@@ -427,19 +427,21 @@ def run_cell(regime: str, model: str = "diffcl", seed: int = 0, n_users: int = 2
     return run_one(data, specs[model], seed, device=device)
 
 
-def cli_main(args: Any, command: str | None = None) -> int:
-    """``python -m diffcl_lite verdict``: run (or report) the grid and print the claims table."""
+def cli_main(args: Any, command: str | None = None) -> str:
+    """``python -m diffcl_lite verdict``: run (or report) the grid; returns the claims table (markdown)."""
     if command and args.report_only:  # the report of finished runs is the one the full command writes
         command = command.replace(" --report-only", "")
+    if args.report_only and not (Path(args.out) / "verdict.runs.jsonl").is_file():
+        raise DiffCLError(f"{Path(args.out) / 'verdict.runs.jsonl'}: no finished runs to report; run "
+                          f"`python -m diffcl_lite verdict --out {args.out}` without --report-only first.")
     regimes = [r.strip() for r in args.regimes.split(",") if r.strip()] if args.regimes else None
     lr_grid = tuple(float(x) for x in args.lr_grid.split(",") if x.strip()) if args.lr_grid else LR_GRID
     payload = run_verdict(args.out, seeds=list(range(args.seeds)), regimes=regimes, lr_grid=lr_grid,
                           n_users=args.users, n_items=args.items, epochs=args.epochs, device=args.device,
                           command=command, n_boot=args.n_boot, progress=not args.quiet,
                           train_missing=not args.report_only)
-    print(claims_markdown(payload["claims"]))
-    log.warning("wrote %s/verdict.md/.json/.runs.jsonl", args.out)
-    return 0
+    log.info("wrote %s/verdict.md/.json/.runs.jsonl", args.out)
+    return claims_markdown(payload["claims"])
 
 
 #: the metrics the grid widget offers (the item groups apply to Recall@20)

@@ -179,7 +179,7 @@ def fetch_npm_tarball(asset: NpmAsset, cache_dir: Path | None = None, timeout: f
         if digest != asset.integrity:
             raise SiteBuildError(
                 f"{asset.tarball_name}: sha512 {digest} does not match the pinned {asset.integrity} "
-                f"(diffcl_lite/site.py NPM_ASSETS). Delete {dest} and retry; if the registry changed the "
+                f"(diffcl_lite/course/site.py NPM_ASSETS). Delete {dest} and retry; if the registry changed the "
                 "file, do not use it.")
         os.replace(got, dest)
     return dest
@@ -219,7 +219,7 @@ def _extract_members(asset: NpmAsset, tarball: Path, static_dir: Path) -> list[P
     missing = [src for src, _ in asset.members if src.rstrip("/") not in matched]
     if missing:
         raise SiteBuildError(f"{tarball.name}: {missing} not found inside the package; the member list of "
-                             f"{asset.name}@{asset.version} in diffcl_lite/site.py NPM_ASSETS is wrong.")
+                             f"{asset.name}@{asset.version} in diffcl_lite/course/site.py NPM_ASSETS is wrong.")
     return written
 
 
@@ -542,7 +542,7 @@ def build_site(notebooks_dir: Path | str = "notebooks", out_dir: Path | str = "s
         refs = external_references(page)
         if refs:
             raise SiteBuildError(f"{p.name}: the HTML page would still load from another host: {refs[:5]}. "
-                                 "Add a rewrite to diffcl_lite/site.py rewrite_offline (or remove the "
+                                 "Add a rewrite to diffcl_lite/course/site.py rewrite_offline (or remove the "
                                  "reference from the notebook).")
         name = p.stem + ".html"
         (out / name).write_text(page, encoding="utf-8")
