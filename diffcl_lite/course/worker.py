@@ -180,7 +180,14 @@ class _Watchdog(threading.Thread):
                 return
 
     def stop(self) -> None:
+        """Stop sampling, after one last sample: what is still running at the end (e.g. a process a cell
+        started just before it returned) is counted even where the sampling thread was starved of CPU."""
         self._stop_evt.set()
+        try:
+            rss, n = _tree_rss_bytes(self.pid)
+        except Exception:  # pragma: no cover - /proc unreadable: nothing to add
+            return
+        self.peak, self.max_procs = max(self.peak, rss), max(self.max_procs, n)
 
 
 # ---------------------------------------------------------------- the sandbox of a kernel
