@@ -391,6 +391,35 @@ class DiffCL(Recommender):
             return nodes
         return nodes[torch.randperm(len(nodes), device=nodes.device)[:k]]
 
+    def contrast_nodes(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's distinct users and items that the contrastive and alignment terms use.
+
+        At most ``cl_max_nodes`` of each, drawn at random (the cost of InfoNCE grows with the square).
+        Notebook 08's capstone calls it.
+        """
+        return self._subsample(torch.unique(users)), self._subsample(torch.unique(torch.cat([pos, neg])))
+
+    def contrastive_views(self, views: dict[str, tuple[torch.Tensor, torch.Tensor]], cl_users: torch.Tensor,
+                          cl_items: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``{m: (x0, z', z'', L_diff^m)}`` for every modality: two views of the nodes and the generator's own loss.
+
+        ``x0`` stacks the users ``cl_users`` then the items ``cl_items`` of modality view ``m``; both
+        views and the denoising loss draw random noise, in this order, modality by modality.
+        Notebook 08's capstone calls it.
+        """
+        out = {}
+        for m in self.modalities:
+            hu, hi = views[m]
+            gen = self.view_gen[m]
+            # users and items share one pass through the view generator
+            x0 = torch.cat([hu[cl_users], hi[cl_items]])
+            # two views z', z'' of the same nodes
+            z1, z2 = gen(x0)
+            # the diffusion model's own denoising loss on sg(x0)
+            out[m] = (x0, z1, z2, gen.loss(x0))
+        return out
+
     def loss(self, users, pos, neg):
         cfg = self.config
         views = self.view_embeddings()
@@ -399,26 +428,19 @@ class DiffCL(Recommender):
         terms = self._bpr_terms(u_all, i_all, users, pos, neg, ego, cfg.lambda_reg)
         zero = u_all.new_zeros(())
         cl, diff, align = zero, zero, zero
-        batch_users = torch.unique(users)
-        batch_items = torch.unique(torch.cat([pos, neg]))
-        # contrast a random subset of the batch's nodes (cost grows with its square)
-        cl_users, cl_items = self._subsample(batch_users), self._subsample(batch_items)
+        # contrast a random subset of the batch's nodes
+        cl_users, cl_items = self.contrast_nodes(users, pos, neg)
         n_u = len(cl_users)
-        for m in self.modalities:
-            hu, hi = views[m]
-            if cfg.use_cl:
-                gen = self.view_gen[m]
-                # users and items share one pass through the view generator
-                x0 = torch.cat([hu[cl_users], hi[cl_items]])
-                # two views z', z'' of the same nodes
-                z1, z2 = gen(x0)
+        if cfg.use_cl:
+            for m, (_, z1, z2, denoise) in self.contrastive_views(views, cl_users, cl_items).items():
                 # L_cl = InfoNCE(z'_u, z''_u) + InfoNCE(z'_i, z''_i)
                 cl = cl + info_nce(z1[:n_u], z2[:n_u], cfg.cl_temperature) + info_nce(z1[n_u:], z2[n_u:], cfg.cl_temperature)
-                # the diffusion model's own denoising loss on sg(x0)
-                diff = diff + gen.loss(x0)
-            if cfg.use_align and cfg.align_kind != "mentor":
+                diff = diff + denoise
+        if cfg.use_align and cfg.align_kind != "mentor":
+            id_u, id_i = views["id"]
+            for m in self.modalities:
+                hu, hi = views[m]
                 # L_align = align(h^m, sg(h^id)) for the same sampled users and items
-                id_u, id_i = views["id"]
                 align = align + align_to_anchor(hu[cl_users], id_u[cl_users], cfg.align_kind, cfg.align_temperature)
                 align = align + align_to_anchor(hi[cl_items], id_i[cl_items], cfg.align_kind, cfg.align_temperature)
         if cfg.use_align and cfg.align_kind == "mentor":

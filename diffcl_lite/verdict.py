@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["REGIMES", "BASE_FLAGS", "LR_GRID", "DEFAULT_SIZE", "CLAIMS", "GRID_METRICS", "regime_data", "verdict_specs",
            "grid_values", "plot_grid",
-           "run_verdict", "claim_status", "claims_table", "claims_markdown", "run_cell", "load_verdict"]
+           "run_verdict", "deviation_ratio", "matched_regimes", "claim_status", "claims_table", "claims_markdown", "run_cell", "load_verdict"]
 
 #: the 2 x 2 grid: make_synthetic options of each regime (sizes come from DEFAULT_SIZE)
 _MISLEADING = dict(boilerplate_fraction=0.1, swap_fraction=0.1, informative_topic_fraction={"image": 0.5, "text": 0.5})
@@ -133,6 +133,35 @@ def _view_deviation(records: Sequence[dict[str, Any]]) -> float | None:
         if hist:
             vals += [v for k, v in hist[0].items() if k.startswith("diag_") and k.endswith("_dev_x0") and v is not None]
     return round(float(np.mean(vals)), 4) if vals else None
+
+
+RANDOM_VIEWS_ROW = "w/o diffusion (random views)"
+
+
+def deviation_ratio(entry: dict[str, Any]) -> float | None:
+    """Angular deviation of the random views over that of the diffusion views in one regime's entry (None if unknown).
+
+    1 means the two kinds of view turned the embeddings equally far after epoch 1: claim (a)'s
+    comparison is then about the kind of view, not its size. Introduced in notebook 09 (exercise 09.4).
+    """
+    dev = entry.get("view_deviation") or {}
+    d, r = dev.get("diffcl"), dev.get(RANDOM_VIEWS_ROW)
+    if d is None or r is None or not d > 0:
+        return None
+    # ratio = dev(random views, x0) / dev(diffusion views, x0)
+    return float(r) / float(d)
+
+
+def matched_regimes(regimes: dict[str, dict[str, Any]], tol: float = 1.25) -> list[str]:
+    """The regimes (sorted) whose :func:`deviation_ratio` lies in ``[1/tol, tol]``: a fair test of claim (a)."""
+    if not tol >= 1:
+        raise DiffCLError(f"tol={tol} must be >= 1 (the ratio may lie in [1/tol, tol]).")
+    out = []
+    for name, entry in regimes.items():
+        ratio = deviation_ratio(entry)
+        if ratio is not None and 1 / tol <= ratio <= tol:
+            out.append(name)
+    return sorted(out)
 
 
 def run_verdict(

@@ -2,7 +2,8 @@
 
 ``python -m diffcl_lite classroom student [--out DIR] [--verify]`` builds the student copies;
 ``python -m diffcl_lite classroom grade SUBMISSIONS_DIR --out DIR`` grades them
-(see :mod:`diffcl_lite.course.grade`).
+(see :mod:`diffcl_lite.course.grade`); ``python -m diffcl_lite classroom answer-key --out DIR`` writes
+the instructors' answer key (:mod:`diffcl_lite.course.answer_key`).
 
 The exercise convention is described in :mod:`diffcl_lite.course.convention`; master notebooks are
 parsed by :mod:`diffcl_lite.course.masters`.
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .convention import GOLDEN_MARKER, STUDENT_MARK, STUDENT_NOTE_ID, TAG_HIDDEN_CHECK, TAG_SOLUTION, cell_tags, source_of
+from .convention import (GOLDEN_MARKER, STUDENT_MARK, STUDENT_NOTE_ID, TAG_HIDDEN_CHECK, TAG_INSTRUCTOR, TAG_SOLUTION,
+                         cell_tags, source_of)
 from .masters import Master, is_student_copy, load_masters
 
 __all__ = ["STUDENT_NOTE", "make_student_copy", "notebook_text", "StudentReport", "build_student_copies",
-           "cmd_student", "cmd_grade", "add_cli"]
+           "cmd_student", "cmd_grade", "cmd_answer_key", "add_cli"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def make_student_copy(master: Master) -> Any:
     note_at = None
     for cell in nb.cells:
         tags = cell_tags(cell)
-        if TAG_SOLUTION in tags or TAG_HIDDEN_CHECK in tags:
+        if TAG_SOLUTION in tags or TAG_HIDDEN_CHECK in tags or TAG_INSTRUCTOR in tags:
             continue
         for key in ("execution", "ExecuteTime", "collapsed", "scrolled"):
             cell.get("metadata", {}).pop(key, None)
@@ -165,6 +167,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_answer_key(args: argparse.Namespace) -> int:
+    """``classroom answer-key``: write the instructors' answer key from the master notebooks."""
+    from .answer_key import write_answer_key
+
+    report = write_answer_key(args.src, args.out)
+    print(f"answer key: {report.exercises} exercises, {report.points:g} points, {len(report.files)} notebooks "
+          f"in {report.out_dir}/ (start at {report.out_dir / 'README.md'}); keep it away from learners")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -173,7 +185,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_cli(subparsers: Any) -> None:
-    """Register ``classroom student`` and ``classroom grade`` (called by :mod:`diffcl_lite.cli`)."""
+    """Register ``classroom student``, ``grade`` and ``answer-key`` (called by :mod:`diffcl_lite.cli`)."""
     p = subparsers.add_parser("classroom", help="hand out student copies of the notebooks and grade submissions")
     sub = p.add_subparsers(dest="classroom_command", required=True)
     ps = sub.add_parser("student", help="build student copies (solutions, hidden checks and outputs removed)")
@@ -203,3 +215,9 @@ def add_cli(subparsers: Any) -> None:
                          "with your rights)")
     pg.add_argument("--quiet", action="store_true", help="no progress bar")
     pg.set_defaults(func=cmd_grade)
+    pk = sub.add_parser("answer-key", help="write the instructors' answer key (prompts, solutions, checks, "
+                                           "instructor notes) from the master notebooks")
+    pk.add_argument("--src", default="notebooks", help="master notebooks [notebooks]")
+    pk.add_argument("--out", default="answer_key", help="folder of the key, replaced if it holds a previous key "
+                                                          "[answer_key]")
+    pk.set_defaults(func=cmd_answer_key)

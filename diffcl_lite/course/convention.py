@@ -13,10 +13,12 @@ tag             cell
                 the learner runs it ("correct" / "not yet: ..." with a hint)
 ``hidden-check`` same id, optional: more checks on other inputs, run by the grader only
 ``no-grade``    heavy cells (UMAP, widgets, long training) that no check needs
+``instructor``  markdown after an exercise's checks: notes and model answers for the written
+                part, shown in the answer key (:mod:`diffcl_lite.course.answer_key`) only
 ==============  ==========================================================================
 
-Student copies (``student/``, committed; ``make test`` runs ``--verify``): ``solution`` and
-``hidden-check`` cells removed, outputs and execution counts cleared, the ``# NBVAL_CHECK_OUTPUT``
+Student copies (``student/``, committed; ``make test`` runs ``--verify``): ``solution``,
+``hidden-check`` and ``instructor`` cells removed, outputs and execution counts cleared, the ``# NBVAL_CHECK_OUTPUT``
 marker line dropped (there is no committed output left to compare), one note for the learner
 added after the goals cell; every other cell, tag, metadata entry and cell id is kept (the
 grader matches a submission's cells to the master's by exercise id and cell id).
@@ -29,7 +31,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-__all__ = ["TAG_EXERCISE", "TAG_SOLUTION", "TAG_SELF_CHECK", "TAG_HIDDEN_CHECK", "TAG_NO_GRADE", "TAG_PARAMETERS",
+__all__ = ["TAG_EXERCISE", "TAG_SOLUTION", "TAG_SELF_CHECK", "TAG_HIDDEN_CHECK", "TAG_NO_GRADE", "TAG_PARAMETERS", "TAG_INSTRUCTOR",
            "EXERCISE_TAGS", "GOLDEN_MARKER", "KEEP_OUTPUT_TAG", "KERNEL_NAME", "KERNELSPEC", "STUDENT_NOTE_ID",
            "STUDENT_MARK", "cell_tags", "cell_exercise", "source_of", "top_level_names", "defined_functions",
            "is_golden"]
@@ -40,6 +42,7 @@ TAG_SELF_CHECK = "self-check"
 TAG_HIDDEN_CHECK = "hidden-check"
 TAG_NO_GRADE = "no-grade"
 TAG_PARAMETERS = "parameters"
+TAG_INSTRUCTOR = "instructor"
 EXERCISE_TAGS = (TAG_EXERCISE, TAG_SOLUTION, TAG_SELF_CHECK, TAG_HIDDEN_CHECK)
 #: first line of a golden cell: its committed output is compared by nbval and kept by strip
 GOLDEN_MARKER = "# NBVAL_CHECK_OUTPUT"
