@@ -85,3 +85,8 @@ def test_the_command_line_writes_the_key(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "keep it away from learners" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(["README.md"] + [p.stem + ".md" for p in NOTEBOOKS.glob("*.ipynb")])
+
+
+def test_readme_states_the_exercise_totals(key):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"{key.exercises} exercises, {key.points:g} points over the ten notebooks" in readme
