@@ -26,6 +26,9 @@ def test_the_copy_holds_what_notebook_09_reads_and_no_runs():
     verdict = json.loads((rb.BUNDLE_DIR / "verdict.json").read_text(encoding="utf-8"))
     assert "runs" not in verdict and {"regimes", "claims", "seeds", "lr_grid"} <= set(verdict)
     assert len(verdict["regimes"]) == 4 and all(e["rows"] for e in verdict["regimes"].values())
+    for name in ("tune_synthetic.json", "tune_synthetic-hard.json"):  # section 7: the tuned weight at the grid's edge
+        tune = json.loads((rb.BUNDLE_DIR / name).read_text(encoding="utf-8"))
+        assert set(tune) == {"command", "finalists"} and "lambda_cl" in tune["finalists"]["diffcl"]["params"]
 
 
 def test_find_results_prefers_the_repository_then_the_package(tmp_path):

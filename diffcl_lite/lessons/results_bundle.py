@@ -4,7 +4,7 @@
 ``ablate`` (every run, with its history). A notebook opened in Colab, Binder or a grader's sandbox
 has the package but not the repository, so a slim copy of what notebook 09 reads lives in
 ``diffcl_lite/lessons/results/``: the verdict payload without its runs, the tiktok-dev table's
-rows, and the published anchors. It is a projection of the files in ``results/``, nothing more:
+rows, the published anchors and the tuners' finalists. It is a projection of the files in ``results/``, nothing more:
 ``python -m diffcl_lite.lessons.results_bundle`` rewrites it, and a test fails when the two differ.
 """
 from __future__ import annotations
@@ -27,6 +27,9 @@ BUNDLED: dict[str, tuple[str, ...] | None] = {
     "verdict.json": ("command", "seeds", "lr_grid", "train", "base_flags", "size", "regimes", "extra_tables", "claims"),
     "ablation_tiktok-dev.json": ("command", "rows"),
     "anchors.json": None,
+    # the tuner's choice for each model (section 7's "weight at the grid's edge" diagnostic)
+    "tune_synthetic.json": ("command", "finalists"),
+    "tune_synthetic-hard.json": ("command", "finalists"),
 }
 
 __all__ = ["BUNDLE_DIR", "BUNDLED", "slim", "bundle_payloads", "write_bundle", "find_results", "main"]
