@@ -35,6 +35,22 @@ MARKER = re.compile(r"(?P<num>[-+]?\d[\d,]*(?:\.\d+)?)\s*<!--\s*full:(?P<key>\d\
 
 # helpers defined in the kernel before the expressions are evaluated
 _PRELUDE = {
+    "00": """
+def _centroid_cos(clean):
+    return np.concatenate([cosine_to_topic_centroid(ds.features[m], ds.item_labels)[(noisy != m) if clean else (noisy == m)]
+                           for m in ds.modalities])
+_cos_clean, _cos_noisy = _centroid_cos(True), _centroid_cos(False)
+""",
+    "01": """
+_deg_desc = np.sort(ds.item_degrees("train"))[::-1]
+_top10_share = _deg_desc[: len(_deg_desc) // 10].sum() / _deg_desc.sum()
+""",
+    "02": """
+from diffcl_lite.lessons.measures.graphs import topic_agreement_sweep as _sweep
+_fused_noisy_text = _sweep(ds.features, labels, k=K, image_weights=[IMAGE_WEIGHT],
+                           groups={"noisy text": noisy == "text"}, fuse="graph")["noisy text"][0]
+_rep = pd.DataFrame(rows).set_index("image representation")
+""",
     "07": """
 def _pur(name, group, src=None):
     x = (src or {**raw, **item_emb})[name]
@@ -65,6 +81,40 @@ _valid = [h["valid_recall@20"] for h in result.history if "valid_recall@20" in h
 
 #: notebook number -> {key: (python expression in the executed notebook, format)}
 SPEC: dict[str, dict[str, tuple[str, str]]] = {
+    "00": {
+        "interactions": ('ds.summary()["interactions"]', "d"),
+        "density_pct": ('100 * ds.summary()["density"]', ".1f"),
+        "denser_than_baby": ('ds.summary()["density"] / (160792 / (19445 * 7050))', ".0f"),
+        "fav_topic_pct": ('100 * fav_share.mean()', ".0f"),
+        "topics_for_80pct": ('topics_80.mean()', ".1f"),
+        "clean_cos_p05": ('np.quantile(_cos_clean, 0.05)', ".2f"),
+        "clean_cos_p95": ('np.quantile(_cos_clean, 0.95)', ".2f"),
+        "noisy_cos_mean": ('_cos_noisy.mean()', ".2f"),
+        "item_users": ('len(users)', "d"),
+        "item_users_true_topic": ('int(fav[ds.item_labels[item]])', "d"),
+    },
+    "01": {
+        "isolated_items": ('summary["isolated_items"]', "d"),
+        "top10_edge_pct": ('100 * _top10_share', ".0f"),
+        "sep_peak_L": ('int(np.argmax(sep_layer))', "d"),
+        "collapse_L": ('next(L for L, c in enumerate(cos_layer) if c > 0.95)', "d"),
+    },
+    "02": {
+        "tiny_cos_5_1": ('sim[5, 1]', ".2f"),
+        "agree_image_pct": ('100 * graph_topic_agreement(G_img, labels)', ".0f"),
+        "agree_text_pct": ('100 * graph_topic_agreement(G_txt, labels)', ".0f"),
+        "chance": ('chance', ".2f"),
+        "noisy_image_image_agree": ('table.loc["noisy image", "image kNN agreement"]', ".2f"),
+        "noisy_text_text_agree": ('table.loc["noisy text", "text kNN agreement"]', ".2f"),
+        "graph_fused_noisy_text": ('_fused_noisy_text', ".2f"),
+        "sx_noisy_image": ('_rep.loc["S X", "noisy image"]', ".2f"),
+        "xsx_noisy_image": ('_rep.loc["X + S X", "noisy image"]', ".2f"),
+        "sx_noisy_text": ('_rep.loc["S X", "noisy text"]', ".2f"),
+        "xsx_noisy_text": ('_rep.loc["X + S X", "noisy text"]', ".2f"),
+        "clean_overlap_pct": ('100 * table.loc["clean", "image/text overlap"]', ".0f"),
+        "clean_agree_pct": ('100 * min(table.loc["clean", "image kNN agreement"], table.loc["clean", "text kNN agreement"])',
+                            ".0f"),
+    },
     "07": {
         "recall_diffcl": ('runs["diffcl"].test["recall@20"]', ".3f"),
         "recall_lightgcn": ('runs["lightgcn"].test["recall@20"]', ".3f"),
@@ -179,9 +229,9 @@ def formatted(data: dict[str, Any]) -> dict[str, str]:
 
 
 def markers(notebooks: Path = NOTEBOOKS) -> list[tuple[str, int, str, str]]:
-    """Every ``(notebook, cell index, key, number as written)`` marked in the markdown of 01-08."""
+    """Every ``(notebook, cell index, key, number as written)`` marked in the markdown of 00-08."""
     found = []
-    for path in sorted(notebooks.glob("0[1-8]_*.ipynb")):
+    for path in sorted(notebooks.glob("0[0-8]_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
         for i, cell in enumerate(nb["cells"]):
             if cell["cell_type"] != "markdown":
