@@ -65,6 +65,9 @@ POINTS = {
     "oscar": (2, 3, 1, 2, 1),    # honest, the long way round (loops, a helper cell, prints, written answers)
 }
 EXERCISES = [(T, "01.1"), (T, "01.2"), (S, "02.1"), (S, "02.2"), (S, "02.3")]
+# cell time per submission of the graded class: vandal walks the sandbox's whole file tree (3-4 s on a quiet
+# 2-core machine, over 10 s on a busy one); dave loops forever and is cut at this limit
+TIMEOUT = "30"
 STATUS = {("carol", T): "dead", ("dave", T): "timeout", ("frank", T): "empty", ("grace", T): "not-a-notebook",
           ("ivan", T): "missing", ("killer", T): "dead", ("hog", T): "complete", ("bob", S): "missing"}
 # (student, notebook) -> texts its flags must contain ("" : no flag at all)
@@ -127,7 +130,7 @@ def graded(tmp_path_factory):
     server = http.server.HTTPServer(("127.0.0.1", 0), _Solution)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        rc = cli_main(["classroom", "grade", str(SUBS), "--out", str(out), "--masters", str(MASTERS), "--timeout", "10",
+        rc = cli_main(["classroom", "grade", str(SUBS), "--out", str(out), "--masters", str(MASTERS), "--timeout", TIMEOUT,
                        "--memory-mb", "1024", "--jobs", "2", "--disk-mb", "64", "--max-processes", "64", "--quiet"])
     finally:
         server.shutdown()
@@ -262,7 +265,7 @@ def test_resume_keeps_what_was_graded(graded, tmp_path):
         (out / "results" / lost).unlink()  # as if the grader had been killed before writing them
     (out / "grades.csv").unlink()
     kept = (out / "results" / "alice" / "01_tiny.ipynb.json").read_text()
-    rc = cli_main(["classroom", "grade", str(SUBS), "--out", str(out), "--masters", str(MASTERS), "--timeout", "10",
+    rc = cli_main(["classroom", "grade", str(SUBS), "--out", str(out), "--masters", str(MASTERS), "--timeout", TIMEOUT,
                    "--memory-mb", "1024", "--jobs", "2", "--disk-mb", "64", "--max-processes", "64", "--quiet",
                    "--resume"])
     assert rc == 0
