@@ -53,7 +53,7 @@ from .fileutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REGIMES", "BASE_FLAGS", "LR_GRID", "DEFAULT_SIZE", "CLAIMS", "GRID_METRICS", "regime_data", "verdict_specs",
+__all__ = ["REGIMES", "BASE_FLAGS", "LR_GRID", "DEFAULT_SIZE", "CLAIMS", "RANDOM_VIEWS_ROW", "GRID_METRICS", "regime_data", "verdict_specs",
            "grid_values", "plot_grid",
            "run_verdict", "deviation_ratio", "matched_regimes", "claim_status", "claims_table", "claims_markdown", "run_cell", "load_verdict"]
 
@@ -76,9 +76,11 @@ LR_GRID: tuple[float, ...] = (2e-3, 1e-2)
 #: protocol of every run
 TRAIN_DEFAULTS: dict[str, Any] = dict(epochs=40, batch_size=1024, patience=5)
 
+#: the ablation row of claim (a): DiffCL with SimGCL views instead of diffusion views
+RANDOM_VIEWS_ROW = "w/o diffusion (random views)"
 #: (key, claim, the ablation row whose removal tests it); Δ = row - DiffCL, so the claim says Δ < 0
 CLAIMS: tuple[tuple[str, str, str], ...] = (
-    ("a", "diffusion views beat random views at matched perturbation", "w/o diffusion (random views)"),
+    ("a", "diffusion views beat random views at matched perturbation", RANDOM_VIEWS_ROW),
     ("b", "ID-anchored alignment helps", "w/o alignment"),
     ("c", "the item-item graph helps against sparsity / cold items", "w/o item-item graph"),
     ("vs", "full DiffCL beats LightGCN (same tuning budget)", "LightGCN"),
@@ -133,9 +135,6 @@ def _view_deviation(records: Sequence[dict[str, Any]]) -> float | None:
         if hist:
             vals += [v for k, v in hist[0].items() if k.startswith("diag_") and k.endswith("_dev_x0") and v is not None]
     return round(float(np.mean(vals)), 4) if vals else None
-
-
-RANDOM_VIEWS_ROW = "w/o diffusion (random views)"
 
 
 def deviation_ratio(entry: dict[str, Any]) -> float | None:
